@@ -1,0 +1,69 @@
+"""A preallocated episode replay buffer with uniform sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .learner import BATCH_KEYS
+
+
+def episode_arrays(info, n_episodes: int) -> dict[str, np.ndarray]:
+    """Zeroed arrays for `n_episodes` padded episodes (layout in `kqmix.learner`)."""
+    t, n, a = info.episode_limit, info.n_agents, info.n_actions
+    return {
+        "obs": np.zeros((n_episodes, t + 1, n, info.obs_dim), np.float32),
+        "state": np.zeros((n_episodes, t + 1, info.state_dim), np.float32),
+        "avail_actions": np.zeros((n_episodes, t + 1, n, a), np.float32),
+        "actions": np.zeros((n_episodes, t, n), np.int32),
+        "reward": np.zeros((n_episodes, t), np.float32),
+        "terminated": np.zeros((n_episodes, t), np.float32),
+        "filled": np.zeros((n_episodes, t), np.float32),
+    }
+
+
+class EpisodeBuffer:
+    """Holds the last `capacity` episodes in preallocated numpy arrays.
+
+    Episodes are inserted as a dict of arrays with a leading episode axis (as
+    returned by the runner) and sampled uniformly without replacement.
+    """
+
+    def __init__(self, info, capacity: int):
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"`capacity` must be a positive integer. Received: capacity={capacity!r}")
+        self.info = info
+        self.capacity = capacity
+        self.data = episode_arrays(info, capacity)
+        self.index = 0  # next slot to write
+        self.size = 0
+        self.episodes_in = 0  # total episodes ever inserted
+
+    def __len__(self):
+        return self.size
+
+    def insert(self, episodes: dict[str, np.ndarray]) -> None:
+        count = len(episodes["filled"])
+        for key in BATCH_KEYS:
+            expected = self.data[key].shape[1:]
+            if episodes[key].shape[1:] != expected:
+                raise ValueError(
+                    f"Episode field `{key}` has shape {episodes[key].shape[1:]} per episode; "
+                    f"expected {expected}."
+                )
+        slots = (self.index + np.arange(count)) % self.capacity
+        for key in BATCH_KEYS:
+            self.data[key][slots] = episodes[key]
+        self.index = int((self.index + count) % self.capacity)
+        self.size = min(self.size + count, self.capacity)
+        self.episodes_in += count
+
+    def can_sample(self, batch_size: int) -> bool:
+        return self.size >= batch_size
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        if not self.can_sample(batch_size):
+            raise ValueError(
+                f"Cannot sample {batch_size} episodes from a buffer holding {self.size}."
+            )
+        idx = np.sort(rng.choice(self.size, size=batch_size, replace=False))
+        return {key: self.data[key][idx] for key in BATCH_KEYS}

@@ -1,0 +1,263 @@
+"""Run configuration: one frozen dataclass, named presets, `key=value` overrides.
+
+Defaults follow the QMIX paper's reference implementation (oxwhirl/pymarl
+`default.yaml` + `qmix.yaml`). Later, widely used tricks (Adam, TD(lambda),
+reward standardisation, soft target updates) are options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .presets import DEFAULT_PRESET, PRESETS
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- environment -----------------------------------------------------
+    env: str = "two_step"
+    """Environment registry name (see `kqmix.envs.make_env`)."""
+    env_key: str = ""
+    """Environment-specific id, e.g. a matrix game name or a Gymnasium id."""
+    seed: int = 0
+    """Seed for the environments, numpy and TensorFlow."""
+    t_max: int = 20_000
+    """Environment steps (summed over parallel environments) to train for."""
+    batch_size_run: int = 1
+    """Environments stepped in lockstep by the runner."""
+
+    # --- networks --------------------------------------------------------
+    mixer: str = "qmix"
+    """Mixing network: `qmix` (monotonic hypernetwork mixer) or `vdn` (sum)."""
+    mixing_embed_dim: int = 32
+    """E, width of the QMIX mixing hidden layer."""
+    hypernet_layers: int = 2
+    """1 = linear hypernetworks, 2 = one ReLU hidden layer."""
+    hypernet_embed: int = 64
+    """Hidden width of two-layer hypernetworks."""
+    rnn_hidden_dim: int = 64
+    """H, GRU width of the shared agent network."""
+    obs_agent_id: bool = True
+    """Append the agent-index one-hot to each agent's input."""
+    obs_last_action: bool = True
+    """Append the last-action one-hot to each agent's input."""
+
+    # --- learning --------------------------------------------------------
+    optimizer: str = "rmsprop"
+    """`rmsprop` (paper) or `adam`."""
+    lr: float = 5e-4
+    """Learning rate."""
+    optim_alpha: float = 0.99
+    """RMSprop decay (rho)."""
+    optim_eps: float = 1e-5
+    """Optimizer epsilon."""
+    grad_norm_clip: float = 10.0
+    """Clip the global gradient norm to this value."""
+    gamma: float = 0.99
+    """Discount factor."""
+    batch_size: int = 32
+    """Episodes per training batch."""
+    buffer_size: int = 5000
+    """Episodes kept in the replay buffer."""
+    target_update_interval: int = 200
+    """Episodes between hard target-network copies (used when `target_update_tau` is 0)."""
+    target_update_tau: float = 0.0
+    """Soft target update rate per train step; 0 means hard copies."""
+    double_q: bool = True
+    """Pick the bootstrap action with the online agents (double Q-learning)."""
+    td_lambda: float = 0.0
+    """TD(lambda) return; 0 is the 1-step target."""
+    standardise_rewards: bool = False
+    """Scale rewards by a running mean/std before the TD target."""
+    jit_compile: bool = False
+    """Compile the train step with XLA."""
+    mixed_precision: bool = False
+    """Compute in float16 (weights and loss in float32); for GPUs."""
+
+    # --- exploration -----------------------------------------------------
+    epsilon_start: float = 1.0
+    """Initial exploration rate."""
+    epsilon_finish: float = 0.05
+    """Final exploration rate."""
+    epsilon_anneal_time: int = 50_000
+    """Environment steps over which epsilon decays linearly."""
+
+    # --- evaluation and logging -----------------------------------------
+    test_interval: int = 2_000
+    """Environment steps between greedy evaluations."""
+    test_nepisode: int = 32
+    """Episodes per greedy evaluation."""
+    log_interval: int = 2_000
+    """Environment steps between metric rows."""
+    runs_dir: str = "runs"
+    """Directory under which run directories are created."""
+
+    def __post_init__(self):
+        def need(cond, name, expected):
+            if not cond:
+                raise ConfigError(
+                    f"Invalid value for `{name}`: {getattr(self, name)!r}; expected {expected}."
+                )
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = _field_type(f)
+            ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                ok = True
+            need(ok, f.name, f"a value of type {kind.__name__}")
+        for name in ("t_max", "batch_size_run", "mixing_embed_dim", "hypernet_embed",
+                     "rnn_hidden_dim", "batch_size", "buffer_size", "target_update_interval",
+                     "test_interval", "log_interval", "epsilon_anneal_time"):
+            need(getattr(self, name) >= 1, name, "an integer >= 1")
+        need(self.test_nepisode >= 0, "test_nepisode", "an integer >= 0")
+        need(self.mixer in ("qmix", "vdn"), "mixer", "'qmix' or 'vdn'")
+        need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
+        need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")
+        need(self.lr > 0, "lr", "a positive float")
+        need(0 <= self.optim_alpha < 1, "optim_alpha", "a float in [0, 1)")
+        need(self.optim_eps > 0, "optim_eps", "a positive float")
+        need(self.grad_norm_clip > 0, "grad_norm_clip", "a positive float")
+        need(0 <= self.gamma <= 1, "gamma", "a float in [0, 1]")
+        need(0 <= self.target_update_tau <= 1, "target_update_tau", "a float in [0, 1]")
+        need(0 <= self.td_lambda <= 1, "td_lambda", "a float in [0, 1]")
+        for name in ("epsilon_start", "epsilon_finish"):
+            need(0 <= getattr(self, name) <= 1, name, "a float in [0, 1]")
+        need(self.buffer_size >= self.batch_size, "buffer_size", f"at least batch_size ({self.batch_size})")
+
+    # Derived values are computed, never stored.
+    @property
+    def soft_target_update(self) -> bool:
+        return self.target_update_tau > 0
+
+    def replace(self, **changes) -> "Config":
+        unknown = [k for k in changes if k not in field_names()]
+        if unknown:
+            raise ConfigError(_unknown_key_message(unknown[0]))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path) -> None:
+        """Writes `config.json` atomically."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        unknown = [k for k in data if k not in field_names()]
+        if unknown:
+            raise ConfigError(_unknown_key_message(unknown[0]))
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path) -> "Config":
+        with open(path) as fh:
+            return cls.from_dict(json.load(fh))
+
+
+def _field_type(f) -> type:
+    return {"int": int, "float": float, "bool": bool, "str": str}[
+        f.type if isinstance(f.type, str) else f.type.__name__
+    ]
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+def _unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, field_names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown config key {key!r}.{hint} Run `kqmix presets --keys` to list every key."
+
+
+def write_json_atomic(path, data) -> None:
+    """Writes JSON to a temporary file in the same directory, then renames it into place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parses `key=value` into a typed pair, checking the key and the value's type."""
+    if "=" not in text:
+        raise ConfigError(f"Override {text!r} is not of the form key=value.")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    by_name = {f.name: f for f in fields(Config)}
+    if key not in by_name:
+        raise ConfigError(_unknown_key_message(key))
+    kind = _field_type(by_name[key])
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            value = lowered in ("true", "1", "yes")
+        elif kind is int:
+            number = float(raw)  # accepts 1e5 and 20_000
+            if not number.is_integer():
+                raise ValueError
+            value = int(number)
+        elif kind is float:
+            value = float(raw)
+        else:
+            value = raw
+    except ValueError:
+        raise ConfigError(
+            f"Invalid value for `{key}`: {raw!r}; expected a value of type {kind.__name__}."
+        ) from None
+    return key, value
+
+
+def make_config(preset: str | None = None, overrides: list[str] | dict | None = None) -> Config:
+    """A `Config` from a named preset plus `key=value` overrides (strings or a dict)."""
+    preset = preset or DEFAULT_PRESET
+    if preset not in PRESETS:
+        close = difflib.get_close_matches(preset, list(PRESETS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Unknown preset {preset!r}.{hint} Known presets: {sorted(PRESETS)}.")
+    values = dict(PRESETS[preset])
+    if isinstance(overrides, dict):
+        for key in overrides:
+            if key not in field_names():
+                raise ConfigError(_unknown_key_message(key))
+        values.update(overrides)
+    else:
+        values.update(parse_override(o) for o in overrides or [])
+    return Config(**values)
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "PRESETS",
+    "DEFAULT_PRESET",
+    "make_config",
+    "parse_override",
+    "write_json_atomic",
+]

@@ -1,0 +1,352 @@
+"""QMIX building blocks as Keras 3 layers.
+
+Shape legend (used in every shape comment): B batch (episodes), T time,
+N agents, A actions, O observation features, S state features, H GRU width,
+E mixing embed.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_PACKAGE = "kqmix"
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return value
+
+
+def _flatten_leading(x, trailing: int):
+    """Collapses every leading axis of `x` into one; returns (flat, leading_shape)."""
+    shape = ops.shape(x)
+    leading = shape[: len(x.shape) - trailing]
+    flat = ops.reshape(x, (-1,) + tuple(x.shape[len(x.shape) - trailing :]))
+    return flat, leading
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class HyperNetwork(keras.layers.Layer):
+    """Generates the weights (or biases) of one mixing layer from the global state.
+
+    With `hidden_units=None` the hypernetwork is one linear layer
+    `state @ W + b`; otherwise it is `relu(state @ W1 + b1) @ W2 + b2`.
+    With `non_negative=True` the generated values pass through `abs`, which is
+    what makes the QMIX mixer monotonic in each agent's Q; biases are generated
+    with `non_negative=False`.
+
+    Args:
+        units: number of generated values (e.g. `n_agents * embed_dim`).
+        hidden_units: width of the hidden layer, or None for a single linear layer.
+        non_negative: apply `abs` to the output.
+
+    Input shape: `(..., S)`. Output shape: `(..., units)`.
+    """
+
+    def __init__(self, units, hidden_units=None, non_negative=True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _check_positive_int("units", units)
+        if hidden_units is not None:
+            _check_positive_int("hidden_units", hidden_units)
+        self.hidden_units = hidden_units
+        if not isinstance(non_negative, bool):
+            raise ValueError(
+                "`non_negative` must be a bool. "
+                f"Received: non_negative={non_negative!r}"
+            )
+        self.non_negative = non_negative
+        if hidden_units is None:
+            self.hidden = None
+        else:
+            self.hidden = keras.layers.Dense(
+                hidden_units, activation="relu", dtype=self.dtype_policy, name="hidden"
+            )
+        self.out = keras.layers.Dense(units, dtype=self.dtype_policy, name="out")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if self.hidden is not None:
+            self.hidden.build(shape)
+            shape = shape[:-1] + (self.hidden_units,)
+        self.out.build(shape)
+
+    def call(self, state):
+        x = state  # (..., S)
+        if self.hidden is not None:
+            x = self.hidden(x)
+        x = self.out(x)  # (..., units)
+        return ops.abs(x) if self.non_negative else x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.units,)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "units": self.units,
+            "hidden_units": self.hidden_units,
+            "non_negative": self.non_negative,
+        }
+        return {**base_config, **config}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class QMixer(keras.layers.Layer):
+    """The monotonic QMIX mixing network (Rashid et al., 2018).
+
+    `Q_tot = elu(q @ |W1(s)| + b1(s)) @ |W2(s)| + V(s)`, where every weight is
+    generated from the global state `s` by a hypernetwork. The `abs` on the
+    mixing weights gives dQ_tot/dQ_a >= 0 for every agent, so the per-agent
+    greedy actions are the greedy joint action; `s` only enters through the
+    hypernetworks, so Q_tot may depend on it in any (non-monotonic) way.
+
+    Args:
+        n_agents: N.
+        embed_dim: E, width of the mixing hidden layer.
+        hypernet_layers: 1 (linear hypernetworks) or 2 (one ReLU hidden layer).
+        hypernet_embed: width of the hypernetworks' hidden layer when
+            `hypernet_layers=2`.
+
+    Inputs: `[agent_qs, state]` with shapes `(..., N)` and `(..., S)` (same
+    leading axes, e.g. `(B, T)`). Output: `q_tot` of shape `(...)`.
+    """
+
+    def __init__(self, n_agents, embed_dim=32, hypernet_layers=2, hypernet_embed=64, **kwargs):
+        super().__init__(**kwargs)
+        self.n_agents = _check_positive_int("n_agents", n_agents)
+        self.embed_dim = _check_positive_int("embed_dim", embed_dim)
+        if hypernet_layers not in (1, 2) or isinstance(hypernet_layers, bool):
+            raise ValueError(
+                "`hypernet_layers` must be 1 or 2. "
+                f"Received: hypernet_layers={hypernet_layers!r}"
+            )
+        self.hypernet_layers = hypernet_layers
+        self.hypernet_embed = _check_positive_int("hypernet_embed", hypernet_embed)
+        hidden = None if hypernet_layers == 1 else hypernet_embed
+        policy = self.dtype_policy
+        self.hyper_w1 = HyperNetwork(
+            n_agents * embed_dim, hidden, non_negative=True, dtype=policy, name="hyper_w1"
+        )
+        self.hyper_w_final = HyperNetwork(
+            embed_dim, hidden, non_negative=True, dtype=policy, name="hyper_w_final"
+        )
+        self.hyper_b1 = HyperNetwork(embed_dim, None, non_negative=False, dtype=policy, name="hyper_b1")
+        # V(s) is always two layers with a ReLU, as in the paper.
+        self.hyper_v = HyperNetwork(1, embed_dim, non_negative=False, dtype=policy, name="hyper_v")
+
+    def build(self, input_shape):
+        qs_shape, state_shape = input_shape
+        if qs_shape[-1] is not None and qs_shape[-1] != self.n_agents:
+            raise ValueError(
+                f"QMixer(n_agents={self.n_agents}) received agent_qs with last "
+                f"dimension {qs_shape[-1]}; expected {self.n_agents}."
+            )
+        flat_state = (None, state_shape[-1])
+        for hyper in (self.hyper_w1, self.hyper_w_final, self.hyper_b1, self.hyper_v):
+            hyper.build(flat_state)
+
+    def call(self, inputs):
+        agent_qs, state = inputs
+        qs, leading = _flatten_leading(agent_qs, 1)  # (M, N), M = prod(leading)
+        s, _ = _flatten_leading(state, 1)  # (M, S)
+        qs = ops.cast(qs, self.compute_dtype)
+        w1 = ops.reshape(self.hyper_w1(s), (-1, self.n_agents, self.embed_dim))  # (M, N, E)
+        b1 = self.hyper_b1(s)  # (M, E)
+        hidden = ops.elu(ops.einsum("mn,mne->me", qs, w1) + b1)  # (M, E)
+        w_final = self.hyper_w_final(s)  # (M, E)
+        v = self.hyper_v(s)[:, 0]  # (M,)
+        q_tot = ops.sum(hidden * w_final, axis=-1) + v  # (M,)
+        return ops.reshape(q_tot, leading)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])[:-1]
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "n_agents": self.n_agents,
+            "embed_dim": self.embed_dim,
+            "hypernet_layers": self.hypernet_layers,
+            "hypernet_embed": self.hypernet_embed,
+        }
+        return {**base_config, **config}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class VDNMixer(keras.layers.Layer):
+    """Value decomposition (Sunehag et al., 2017): `Q_tot = sum_a Q_a`.
+
+    The state input is accepted (and ignored) so that VDN is a drop-in
+    replacement for `QMixer`.
+
+    Args:
+        n_agents: N, or None to accept any number of agents.
+
+    Inputs: `[agent_qs, state]` with shapes `(..., N)` and `(..., S)`.
+    Output: `q_tot` of shape `(...)`.
+    """
+
+    def __init__(self, n_agents=None, **kwargs):
+        super().__init__(**kwargs)
+        if n_agents is not None:
+            _check_positive_int("n_agents", n_agents)
+        self.n_agents = n_agents
+
+    def build(self, input_shape):
+        qs_shape = input_shape[0]
+        if self.n_agents is not None and qs_shape[-1] not in (None, self.n_agents):
+            raise ValueError(
+                f"VDNMixer(n_agents={self.n_agents}) received agent_qs with last "
+                f"dimension {qs_shape[-1]}; expected {self.n_agents}."
+            )
+
+    def call(self, inputs):
+        agent_qs, _state = inputs
+        return ops.sum(ops.cast(agent_qs, self.compute_dtype), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])[:-1]
+
+    def get_config(self):
+        base_config = super().get_config()
+        return {**base_config, "n_agents": self.n_agents}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RNNAgent(keras.layers.Layer):
+    """The shared recurrent agent network: Dense(ReLU) -> GRU -> Dense.
+
+    One set of weights serves every agent. Its input is the agent's own
+    observation, optionally followed by the one-hot of its last action (an
+    integer, -1 for "none yet", which becomes all zeros) and the one-hot of
+    its agent index.
+
+    Two entry points share the same weights:
+
+    * `call([obs, last_action])` runs whole episodes for training:
+      `obs (B, T, N, O)`, `last_action (B, T, N)` int -> `q (B, T, N, A)`.
+      The recurrence is a Keras `GRU` over time (cuDNN on a GPU). The agent
+      index is the position on the N axis.
+    * `step(obs, agent_id, last_action, hidden)` advances one timestep for
+      acting: `obs (B, O)`, `agent_id (B,)`, `last_action (B,)`, `hidden (B, H)`
+      -> `(q (B, A), next_hidden (B, H))`. B is any batch of agents.
+
+    Args:
+        n_agents: N (size of the agent-id one-hot).
+        n_actions: A.
+        hidden_dim: H, the GRU width (also the first Dense layer's width).
+        use_agent_id: append the agent-index one-hot to the input.
+        use_last_action: append the last-action one-hot to the input.
+    """
+
+    def __init__(
+        self,
+        n_agents,
+        n_actions,
+        hidden_dim=64,
+        use_agent_id=True,
+        use_last_action=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.n_agents = _check_positive_int("n_agents", n_agents)
+        self.n_actions = _check_positive_int("n_actions", n_actions)
+        self.hidden_dim = _check_positive_int("hidden_dim", hidden_dim)
+        for name, value in (("use_agent_id", use_agent_id), ("use_last_action", use_last_action)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+        self.use_agent_id = use_agent_id
+        self.use_last_action = use_last_action
+        policy = self.dtype_policy
+        self.fc1 = keras.layers.Dense(hidden_dim, activation="relu", dtype=policy, name="fc1")
+        # Default GRU settings (tanh, sigmoid, reset_after=True) keep the
+        # cuDNN kernel eligible on a GPU.
+        self.gru = keras.layers.GRU(
+            hidden_dim, return_sequences=True, return_state=False, dtype=policy, name="gru"
+        )
+        self.fc2 = keras.layers.Dense(n_actions, dtype=policy, name="fc2")
+
+    @property
+    def input_dim(self):
+        """Width of the network input built from (obs, last action, agent id)."""
+        return self._obs_dim + self.extra_features
+
+    @property
+    def extra_features(self):
+        return (self.n_actions if self.use_last_action else 0) + (
+            self.n_agents if self.use_agent_id else 0
+        )
+
+    def build(self, input_shape):
+        obs_shape = input_shape[0]  # (B, T, N, O)
+        if obs_shape[-1] is None:
+            raise ValueError(
+                f"RNNAgent needs a known observation size. Received: obs shape {obs_shape}"
+            )
+        self._obs_dim = int(obs_shape[-1])
+        features = self._obs_dim + self.extra_features
+        self.fc1.build((None, features))
+        self.gru.build((None, None, self.hidden_dim))
+        self.fc2.build((None, self.hidden_dim))
+
+    def _one_hot_or_zero(self, index, depth):
+        index = ops.cast(index, "int32")
+        valid = ops.cast(index >= 0, self.compute_dtype)
+        hot = ops.one_hot(ops.maximum(index, 0), depth, dtype=self.compute_dtype)
+        return hot * ops.expand_dims(valid, -1)
+
+    def build_features(self, obs, agent_id, last_action):
+        """Concatenates obs with the optional one-hots. Shapes `(..., O)`, `(...)`, `(...)`."""
+        parts = [ops.cast(obs, self.compute_dtype)]
+        if self.use_last_action:
+            parts.append(self._one_hot_or_zero(last_action, self.n_actions))
+        if self.use_agent_id:
+            parts.append(self._one_hot_or_zero(agent_id, self.n_agents))
+        return ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def call(self, inputs):
+        obs, last_action = inputs  # (B, T, N, O), (B, T, N)
+        n = self.n_agents
+        steps = ops.shape(obs)[1]
+        agent_id = ops.broadcast_to(
+            ops.arange(n, dtype="int32"), ops.shape(last_action)
+        )  # (B, T, N)
+        x = self.build_features(obs, agent_id, last_action)  # (B, T, N, F)
+        x = self.fc1(x)  # (B, T, N, H)
+        x = ops.transpose(x, (0, 2, 1, 3))  # (B, N, T, H)
+        x = ops.reshape(x, (-1, steps, self.hidden_dim))  # (B*N, T, H)
+        h = self.gru(x)  # (B*N, T, H)
+        q = self.fc2(h)  # (B*N, T, A)
+        q = ops.reshape(q, (-1, n, steps, self.n_actions))  # (B, N, T, A)
+        return ops.transpose(q, (0, 2, 1, 3))  # (B, T, N, A)
+
+    def step(self, obs, agent_id, last_action, hidden):
+        """One recurrent step for acting; see the class docstring for shapes."""
+        x = self.fc1(self.build_features(obs, agent_id, last_action))  # (B, H)
+        hidden = ops.cast(hidden, self.compute_dtype)
+        next_hidden, _ = self.gru.cell(x, [hidden])  # (B, H)
+        next_hidden = next_hidden[0] if isinstance(next_hidden, (list, tuple)) else next_hidden
+        return self.fc2(next_hidden), next_hidden
+
+    def initial_hidden(self, batch_size):
+        """Zero recurrent state, shape `(batch_size, H)`."""
+        return ops.zeros((batch_size, self.hidden_dim), dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        obs_shape = input_shape[0]
+        return tuple(obs_shape[:-1]) + (self.n_actions,)
+
+    def get_config(self):
+        base_config = super().get_config()
+        config = {
+            "n_agents": self.n_agents,
+            "n_actions": self.n_actions,
+            "hidden_dim": self.hidden_dim,
+            "use_agent_id": self.use_agent_id,
+            "use_last_action": self.use_last_action,
+        }
+        return {**base_config, **config}

@@ -1,0 +1,236 @@
+"""The QMIX learner: a `tf.function` TD step over batches of padded episodes.
+
+Batch layout (numpy or tensors; T = episode limit):
+
+* `obs (B, T+1, N, O)`, `state (B, T+1, S)`, `avail_actions (B, T+1, N, A)`:
+  step t's inputs, plus the final next step at index t+1;
+* `actions (B, T, N)` int32, `reward (B, T)`, `terminated (B, T)`,
+  `filled (B, T)`: 1 where step t is a real transition, 0 where padded.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .networks import agent_from_config, build_qmix_model, mixer_from_config
+
+BATCH_KEYS = ("obs", "state", "avail_actions", "actions", "reward", "terminated", "filled")
+METRIC_KEYS = ("loss", "td_error_abs", "q_taken_mean", "target_mean", "grad_norm", "target_updated")
+
+
+def lambda_returns(reward, terminated, filled, next_value, gamma, td_lambda):
+    """TD(lambda) targets over time, computed backwards.
+
+    `G_t = r_t + gamma * (1 - term_t) * ((1 - lambda) * V_{t+1} + lambda * G_{t+1})`,
+    where `G_{t+1}` is replaced by `V_{t+1}` when step t+1 is padded (the
+    episode was truncated there, so it bootstraps) or past the end. lambda=0
+    gives the 1-step target. All inputs `(B, T)`; returns `(B, T)`.
+    """
+    not_term = 1.0 - terminated
+    if td_lambda == 0.0:
+        return reward + gamma * not_term * next_value
+    # Whether step t+1 is a real step whose return can be continued.
+    next_filled = tf.concat([filled[:, 1:], tf.zeros_like(filled[:, :1])], axis=1)
+
+    def backward(g_next, elems):
+        r, nt, v_next, nf = elems  # each (B,)
+        cont = nf * g_next + (1.0 - nf) * v_next
+        return r + gamma * nt * ((1.0 - td_lambda) * v_next + td_lambda * cont)
+
+    time_major = [tf.transpose(x) for x in (reward, not_term, next_value, next_filled)]
+    returns = tf.scan(
+        backward, time_major, initializer=tf.zeros_like(reward[:, 0]), reverse=True
+    )  # (T, B)
+    return tf.transpose(returns)
+
+
+class RunningMeanStd(tf.Module):
+    """Running mean/variance of rewards, updated inside the train step."""
+
+    def __init__(self, name="reward_stats"):
+        super().__init__(name=name)
+        self.mean = tf.Variable(0.0, trainable=False, name="mean")
+        self.var = tf.Variable(1.0, trainable=False, name="var")
+        self.count = tf.Variable(1e-4, trainable=False, name="count")
+
+    def update(self, values, weights):
+        n = tf.reduce_sum(weights)
+        batch_mean = tf.reduce_sum(values * weights) / tf.maximum(n, 1.0)
+        batch_var = tf.reduce_sum(tf.square(values - batch_mean) * weights) / tf.maximum(n, 1.0)
+        delta = batch_mean - self.mean
+        total = self.count + n
+        new_mean = self.mean + delta * n / total
+        m2 = self.var * self.count + batch_var * n + tf.square(delta) * self.count * n / total
+        self.mean.assign(new_mean)
+        self.var.assign(m2 / total)
+        self.count.assign(total)
+
+
+class QLearner:
+    """Owns the agent and mixer, their targets, the optimizer, and the train step.
+
+    Args:
+        info: the environment's static sizes (`EnvInfo`).
+        config: a `kqmix.config.Config`.
+    """
+
+    def __init__(self, info, config):
+        self.info = info
+        self.config = config
+        self.agent = agent_from_config(info, config, name="agent")
+        self.mixer = mixer_from_config(info, config, name="mixer")
+        self.target_agent = agent_from_config(info, config, name="target_agent")
+        self.target_mixer = mixer_from_config(info, config, name="target_mixer")
+        self._copy_weights(hard=True)
+        self.optimizer = self._make_optimizer()
+        self.reward_stats = RunningMeanStd()
+        self.train_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_steps")
+        self.last_target_update_episode = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="last_target_update_episode"
+        )
+        self.optimizer.build(self.trainable_variables)
+        t = info.episode_limit
+        n, a = info.n_agents, info.n_actions
+        signature = {
+            "obs": tf.TensorSpec((None, t + 1, n, info.obs_dim), tf.float32),
+            "state": tf.TensorSpec((None, t + 1, info.state_dim), tf.float32),
+            "avail_actions": tf.TensorSpec((None, t + 1, n, a), tf.float32),
+            "actions": tf.TensorSpec((None, t, n), tf.int32),
+            "reward": tf.TensorSpec((None, t), tf.float32),
+            "terminated": tf.TensorSpec((None, t), tf.float32),
+            "filled": tf.TensorSpec((None, t), tf.float32),
+        }
+        self.train_step = tf.function(
+            self._train_step,
+            input_signature=[signature, tf.TensorSpec((), tf.int64)],
+            jit_compile=config.jit_compile,
+        )
+        self._model = None
+
+    # ------------------------------------------------------------------ setup
+    def _make_optimizer(self):
+        c = self.config
+        clip = c.grad_norm_clip if c.mixed_precision else None
+        if c.optimizer == "rmsprop":
+            opt = keras.optimizers.RMSprop(
+                learning_rate=c.lr, rho=c.optim_alpha, epsilon=c.optim_eps, global_clipnorm=clip
+            )
+        else:
+            opt = keras.optimizers.Adam(learning_rate=c.lr, epsilon=c.optim_eps, global_clipnorm=clip)
+        if c.mixed_precision:
+            # The loss-scale wrapper unscales before the inner optimizer clips.
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        return opt
+
+    @property
+    def trainable_variables(self):
+        return list(self.agent.trainable_variables) + list(self.mixer.trainable_variables)
+
+    @property
+    def target_variables(self):
+        return list(self.target_agent.trainable_variables) + list(
+            self.target_mixer.trainable_variables
+        )
+
+    def _copy_weights(self, hard=True, tau=1.0):
+        for target, online in zip(self.target_variables, self.trainable_variables):
+            if hard:
+                target.assign(online)
+            else:
+                target.assign(target + tau * (online - target))
+
+    @property
+    def model(self):
+        """The Functional `keras.Model` (agents + mixer) sharing the online weights."""
+        if self._model is None:
+            self._model = build_qmix_model(self.agent, self.mixer, self.info.state_dim)
+        return self._model
+
+    # ------------------------------------------------------------- the step
+    def _train_step(self, batch, episode):
+        c = self.config
+        obs = batch["obs"]  # (B, T+1, N, O)
+        state = batch["state"]  # (B, T+1, S)
+        avail = batch["avail_actions"]  # (B, T+1, N, A)
+        actions = batch["actions"]  # (B, T, N)
+        reward = batch["reward"]  # (B, T)
+        terminated = batch["terminated"]  # (B, T)
+        filled = batch["filled"]  # (B, T)
+
+        # Padded steps may carry all-zero masks; widen them so the masked
+        # max stays finite (they are multiplied out of the loss anyway).
+        has_action = tf.reduce_max(avail, axis=-1, keepdims=True)
+        avail = tf.maximum(avail, 1.0 - has_action) > 0.5  # (B, T+1, N, A)
+
+        # The last action fed to the agent at t is the action taken at t-1.
+        first = -tf.ones_like(actions[:, :1])
+        last_action = tf.concat([first, actions], axis=1)  # (B, T+1, N)
+
+        if c.standardise_rewards:
+            self.reward_stats.update(reward, filled)
+            reward = (reward - self.reward_stats.mean) / tf.sqrt(self.reward_stats.var + 1e-8)
+
+        # Targets: no gradient flows into the target networks.
+        target_q = tf.cast(self.target_agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
+        neg_inf = tf.constant(-np.inf, tf.float32)
+
+        with tf.GradientTape() as tape:
+            q = tf.cast(self.agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
+            chosen = tf.gather(q[:, :-1], actions, batch_dims=3)  # (B, T, N)
+            q_tot = tf.cast(self.mixer([chosen, state[:, :-1]]), tf.float32)  # (B, T)
+
+            if c.double_q:
+                # The online agents pick the bootstrap action, the target agents value it.
+                online_next = tf.where(avail[:, 1:], tf.stop_gradient(q[:, 1:]), neg_inf)
+                best = tf.argmax(online_next, axis=-1, output_type=tf.int32)  # (B, T, N)
+                next_q = tf.gather(target_q[:, 1:], best, batch_dims=3)  # (B, T, N)
+            else:
+                next_q = tf.reduce_max(tf.where(avail[:, 1:], target_q[:, 1:], neg_inf), axis=-1)
+            next_tot = tf.cast(self.target_mixer([next_q, state[:, 1:]]), tf.float32)  # (B, T)
+            targets = tf.stop_gradient(
+                lambda_returns(reward, terminated, filled, next_tot, c.gamma, c.td_lambda)
+            )
+            td = (q_tot - targets) * filled  # (B, T)
+            n_filled = tf.maximum(tf.reduce_sum(filled), 1.0)
+            loss = tf.reduce_sum(tf.square(td)) / n_filled
+            scaled = self.optimizer.scale_loss(loss) if c.mixed_precision else loss
+
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        if c.mixed_precision:
+            grad_norm = tf.linalg.global_norm(grads) / tf.cast(self.optimizer.dynamic_scale, tf.float32)
+        else:
+            grads, grad_norm = tf.clip_by_global_norm(grads, c.grad_norm_clip)
+        self.optimizer.apply(grads, variables)
+        self.train_steps.assign_add(1)
+
+        if c.target_update_tau > 0:
+            self._copy_weights(hard=False, tau=c.target_update_tau)
+            updated = tf.constant(1.0)
+        else:
+            due = episode - self.last_target_update_episode >= c.target_update_interval
+
+            def copy():
+                self._copy_weights(hard=True)
+                self.last_target_update_episode.assign(episode)
+                return tf.constant(1.0)
+
+            updated = tf.cond(due, copy, lambda: tf.constant(0.0))
+
+        mask_sum = n_filled
+        return {
+            "loss": loss,
+            "td_error_abs": tf.reduce_sum(tf.abs(td)) / mask_sum,
+            "q_taken_mean": tf.reduce_sum(q_tot * filled) / mask_sum,
+            "target_mean": tf.reduce_sum(targets * filled) / mask_sum,
+            "grad_norm": grad_norm,
+            "target_updated": updated,
+        }
+
+    def train(self, batch, episode: int) -> dict[str, float]:
+        """Runs one update on a numpy batch; `episode` is the number of episodes collected so far."""
+        tensors = {k: tf.convert_to_tensor(batch[k]) for k in BATCH_KEYS}
+        out = self.train_step(tensors, tf.constant(int(episode), tf.int64))
+        return {k: float(v) for k, v in out.items()}

@@ -1,0 +1,113 @@
+"""Episode collection: M environments stepped in lockstep, one batched agent step per timestep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .buffer import episode_arrays
+
+
+class LinearEpsilon:
+    """Epsilon decaying linearly from `start` to `finish` over `anneal_steps` env steps."""
+
+    def __init__(self, start: float, finish: float, anneal_steps: int):
+        self.start, self.finish, self.anneal_steps = start, finish, max(int(anneal_steps), 1)
+
+    def __call__(self, t_env: int) -> float:
+        frac = min(max(t_env, 0) / self.anneal_steps, 1.0)
+        return self.start + frac * (self.finish - self.start)
+
+
+@dataclass
+class RolloutStats:
+    """Per-episode results of one `Runner.run` call."""
+
+    returns: np.ndarray  # (M,)
+    lengths: np.ndarray  # (M,)
+
+    @property
+    def steps(self) -> int:
+        return int(self.lengths.sum())
+
+
+class Runner:
+    """Runs one episode in each of M environments at once.
+
+    Args:
+        envs: M environments implementing the kqmix contract (same sizes).
+        policy: a `NumpyAgentPolicy` (or anything with its `step`/`greedy`/
+            `epsilon_greedy` interface).
+        seed: seeds the environments (environment i gets `seed + i` at its
+            first reset) and the exploration RNG.
+    """
+
+    def __init__(self, envs, policy, seed: int = 0):
+        if not envs:
+            raise ValueError("Runner needs at least one environment.")
+        self.envs = list(envs)
+        first = self.envs[0].info
+        for i, env in enumerate(self.envs[1:], start=1):
+            if env.info != first:
+                raise ValueError(f"Environment {i} has sizes {env.info}; environment 0 has {first}.")
+        self.info = first
+        self.policy = policy
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._seeded = False
+
+    @property
+    def n_envs(self) -> int:
+        return len(self.envs)
+
+    def _reset_all(self):
+        seeds = [None] * self.n_envs if self._seeded else [self.seed + i for i in range(self.n_envs)]
+        self._seeded = True
+        return [env.reset(seed=s) for env, s in zip(self.envs, seeds)]
+
+    def run(self, epsilon: float = 0.0, greedy: bool = False):
+        """Collects one episode per environment.
+
+        Returns `(episodes, stats)`: a dict of padded arrays with a leading
+        axis of M (layout in `kqmix.learner`) and a `RolloutStats`.
+        """
+        info, m, n = self.info, self.n_envs, self.info.n_agents
+        ep = episode_arrays(info, m)
+        returns = np.zeros(m, np.float64)
+        lengths = np.zeros(m, np.int64)
+        for i, (obs, state, avail) in enumerate(self._reset_all()):
+            ep["obs"][i, 0], ep["state"][i, 0], ep["avail_actions"][i, 0] = obs, state, avail
+        agent_id = np.tile(np.arange(n, dtype=np.int32), m)  # (M*N,)
+        last_action = np.full(m * n, -1, np.int32)
+        hidden = self.policy.initial_hidden(m * n)
+        active = np.ones(m, bool)
+        for t in range(info.episode_limit):
+            obs = ep["obs"][:, t].reshape(m * n, -1)
+            avail = ep["avail_actions"][:, t].reshape(m * n, -1)
+            # Finished environments ride along with a valid mask; their
+            # outputs are discarded.
+            avail = np.where(np.repeat(active, n)[:, None], avail, 1.0)
+            q, hidden = self.policy.step(obs, agent_id, last_action, hidden)
+            if greedy:
+                actions = self.policy.greedy(q, avail)
+            else:
+                actions = self.policy.epsilon_greedy(q, avail, epsilon, self.rng)
+            last_action = actions
+            actions = actions.reshape(m, n)
+            for i in np.flatnonzero(active):
+                obs_i, state_i, avail_i, reward, terminated, truncated, _ = self.envs[i].step(actions[i])
+                ep["actions"][i, t] = actions[i]
+                ep["reward"][i, t] = reward
+                ep["terminated"][i, t] = float(terminated)
+                ep["filled"][i, t] = 1.0
+                ep["obs"][i, t + 1], ep["state"][i, t + 1] = obs_i, state_i
+                ep["avail_actions"][i, t + 1] = avail_i
+                returns[i] += reward
+                lengths[i] += 1
+                # Reaching the episode limit is a truncation: it bootstraps.
+                if terminated or truncated or t + 1 == info.episode_limit:
+                    active[i] = False
+            if not active.any():
+                break
+        return ep, RolloutStats(returns=returns, lengths=lengths)
