@@ -67,3 +67,16 @@ class EpisodeBuffer:
             )
         idx = np.sort(rng.choice(self.size, size=batch_size, replace=False))
         return {key: self.data[key][idx] for key in BATCH_KEYS}
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        counters = np.array([self.index, self.size, self.episodes_in], np.int64)
+        return {**{k: self.data[k][: self.size] for k in BATCH_KEYS}, "counters": counters}
+
+    def set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.index, self.size, self.episodes_in = (int(x) for x in arrays["counters"])
+        if self.size > self.capacity:
+            raise ValueError(
+                f"Saved buffer holds {self.size} episodes; this buffer's capacity is {self.capacity}."
+            )
+        for key in BATCH_KEYS:
+            self.data[key][: self.size] = arrays[key]

@@ -101,6 +101,18 @@ class Config:
     """Environment steps between metric rows."""
     runs_dir: str = "runs"
     """Directory under which run directories are created."""
+    tensorboard: bool = True
+    """Also write the metrics as TensorBoard event files (`tb/` in the run directory)."""
+
+    # --- checkpoints and reproducibility ---------------------------------
+    checkpoint_interval: int = 50_000
+    """Environment steps between checkpoints (one is always written at the end)."""
+    checkpoint_keep: int = 3
+    """Most recent checkpoints kept (the best by test return is kept as well)."""
+    checkpoint_buffer: bool = False
+    """Store the replay buffer in checkpoints, so a resumed run continues exactly."""
+    deterministic: bool = False
+    """Seed everything and turn on TensorFlow op determinism: same seed, same metrics."""
 
     def __post_init__(self):
         def need(cond, name, expected):
@@ -119,7 +131,8 @@ class Config:
             need(ok, f.name, f"a value of type {kind.__name__}")
         for name in ("t_max", "batch_size_run", "mixing_embed_dim", "hypernet_embed",
                      "rnn_hidden_dim", "batch_size", "buffer_size", "target_update_interval",
-                     "test_interval", "log_interval", "epsilon_anneal_time"):
+                     "test_interval", "log_interval", "epsilon_anneal_time",
+                     "checkpoint_interval", "checkpoint_keep"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
         need(self.test_nepisode >= 0, "test_nepisode", "an integer >= 0")
         need(self.mixer in ("qmix", "vdn"), "mixer", "'qmix' or 'vdn'")

@@ -149,7 +149,11 @@ class QLearner:
         return self._model
 
     # ------------------------------------------------------------- the step
-    def _train_step(self, batch, episode):
+    def _td_terms(self, batch):
+        """Q_tot of the taken actions and their TD targets, both `(B, T)`.
+
+        Called inside the gradient tape; the targets carry no gradient.
+        """
         c = self.config
         obs = batch["obs"]  # (B, T+1, N, O)
         state = batch["state"]  # (B, T+1, S)
@@ -169,29 +173,38 @@ class QLearner:
         last_action = tf.concat([first, actions], axis=1)  # (B, T+1, N)
 
         if c.standardise_rewards:
-            self.reward_stats.update(reward, filled)
             reward = (reward - self.reward_stats.mean) / tf.sqrt(self.reward_stats.var + 1e-8)
 
-        # Targets: no gradient flows into the target networks.
+        q = tf.cast(self.agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
+        chosen = tf.gather(q[:, :-1], actions, batch_dims=3)  # (B, T, N)
+        q_tot = tf.cast(self.mixer([chosen, state[:, :-1]]), tf.float32)  # (B, T)
+
         target_q = tf.cast(self.target_agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
         neg_inf = tf.constant(-np.inf, tf.float32)
+        if c.double_q:
+            # The online agents pick the bootstrap action, the target agents value it.
+            online_next = tf.where(avail[:, 1:], tf.stop_gradient(q[:, 1:]), neg_inf)
+            best = tf.argmax(online_next, axis=-1, output_type=tf.int32)  # (B, T, N)
+            next_q = tf.gather(target_q[:, 1:], best, batch_dims=3)  # (B, T, N)
+        else:
+            next_q = tf.reduce_max(tf.where(avail[:, 1:], target_q[:, 1:], neg_inf), axis=-1)
+        next_tot = tf.cast(self.target_mixer([next_q, state[:, 1:]]), tf.float32)  # (B, T)
+        targets = lambda_returns(reward, terminated, filled, next_tot, c.gamma, c.td_lambda)
+        return q_tot, tf.stop_gradient(targets)
 
+    def td_terms(self, batch):
+        """`(q_tot, targets)` as numpy `(B, T)` arrays for a numpy batch, without updating anything."""
+        tensors = {k: tf.convert_to_tensor(batch[k]) for k in BATCH_KEYS}
+        q_tot, targets = self._td_terms(tensors)
+        return q_tot.numpy(), targets.numpy()
+
+    def _train_step(self, batch, episode):
+        c = self.config
+        filled = batch["filled"]  # (B, T)
+        if c.standardise_rewards:
+            self.reward_stats.update(batch["reward"], filled)
         with tf.GradientTape() as tape:
-            q = tf.cast(self.agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
-            chosen = tf.gather(q[:, :-1], actions, batch_dims=3)  # (B, T, N)
-            q_tot = tf.cast(self.mixer([chosen, state[:, :-1]]), tf.float32)  # (B, T)
-
-            if c.double_q:
-                # The online agents pick the bootstrap action, the target agents value it.
-                online_next = tf.where(avail[:, 1:], tf.stop_gradient(q[:, 1:]), neg_inf)
-                best = tf.argmax(online_next, axis=-1, output_type=tf.int32)  # (B, T, N)
-                next_q = tf.gather(target_q[:, 1:], best, batch_dims=3)  # (B, T, N)
-            else:
-                next_q = tf.reduce_max(tf.where(avail[:, 1:], target_q[:, 1:], neg_inf), axis=-1)
-            next_tot = tf.cast(self.target_mixer([next_q, state[:, 1:]]), tf.float32)  # (B, T)
-            targets = tf.stop_gradient(
-                lambda_returns(reward, terminated, filled, next_tot, c.gamma, c.td_lambda)
-            )
+            q_tot, targets = self._td_terms(batch)
             td = (q_tot - targets) * filled  # (B, T)
             n_filled = tf.maximum(tf.reduce_sum(filled), 1.0)
             loss = tf.reduce_sum(tf.square(td)) / n_filled
@@ -228,6 +241,36 @@ class QLearner:
             "grad_norm": grad_norm,
             "target_updated": updated,
         }
+
+    @property
+    def state_variables(self):
+        """Every variable a checkpoint must hold, in a fixed order."""
+        stats = self.reward_stats
+        return (
+            self.trainable_variables
+            + self.target_variables
+            + list(self.optimizer.variables)
+            + [stats.mean, stats.var, stats.count, self.train_steps, self.last_target_update_episode]
+        )
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {f"v{i:04d}": np.asarray(v) for i, v in enumerate(self.state_variables)}
+
+    def set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        variables = self.state_variables
+        if len(arrays) != len(variables):
+            raise ValueError(
+                f"Checkpoint holds {len(arrays)} learner variables; this configuration has "
+                f"{len(variables)}. Was it written with a different config?"
+            )
+        for i, var in enumerate(variables):
+            value = arrays[f"v{i:04d}"]
+            if tuple(value.shape) != tuple(var.shape):
+                raise ValueError(
+                    f"Checkpoint variable {i} ({getattr(var, 'path', var.name)}) has shape "
+                    f"{value.shape}; expected {tuple(var.shape)}."
+                )
+            var.assign(value)
 
     def train(self, batch, episode: int) -> dict[str, float]:
         """Runs one update on a numpy batch; `episode` is the number of episodes collected so far."""

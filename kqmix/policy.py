@@ -29,15 +29,35 @@ class NumpyAgentPolicy:
         self.hidden_dim = agent.hidden_dim
         self.use_agent_id = agent.use_agent_id
         self.use_last_action = agent.use_last_action
+        self._flat = None
         self.sync()
+
+    def _read_weights(self):
+        """All agent weights in one device-to-host copy (one call, one transfer)."""
+        if self._flat is None:
+            import tensorflow as tf
+
+            variables = [self.agent.fc1.kernel, self.agent.fc1.bias, self.agent.gru.cell.kernel,
+                         self.agent.gru.cell.recurrent_kernel, self.agent.gru.cell.bias,
+                         self.agent.fc2.kernel, self.agent.fc2.bias]
+            shapes = [tuple(v.shape) for v in variables]
+            flat = tf.function(
+                lambda: tf.concat([tf.reshape(tf.cast(v.value, tf.float32), [-1]) for v in variables], 0)
+            )
+            self._flat = (flat, shapes)
+        flat, shapes = self._flat
+        values = flat().numpy()
+        out, offset = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            out.append(values[offset : offset + size].reshape(shape))
+            offset += size
+        return out
 
     def sync(self):
         """Copies the current weights out of the Keras agent."""
         a = self.agent
-        as_np = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
-        w1, b1 = as_np(a.fc1.kernel), as_np(a.fc1.bias)
-        cell = a.gru.cell
-        kernel, rec, bias = as_np(cell.kernel), as_np(cell.recurrent_kernel), as_np(cell.bias)
+        w1, b1, kernel, rec, bias, w2, b2 = self._read_weights()
         h = self.hidden_dim
         obs_dim = w1.shape[0] - a.extra_features
         # Split fc1 so one-hot inputs become row lookups instead of matmuls.
@@ -51,7 +71,7 @@ class NumpyAgentPolicy:
         self._b1 = b1
         self._kernel, self._rec = kernel, rec
         self._b_in, self._b_rec = bias[0], bias[1]
-        self._w2, self._b2 = as_np(a.fc2.kernel), as_np(a.fc2.bias)
+        self._w2, self._b2 = w2, b2
         self._h = h
         self.obs_dim = obs_dim
 

@@ -61,13 +61,20 @@ class Runner:
     def n_envs(self) -> int:
         return len(self.envs)
 
-    def _reset_all(self):
-        seeds = [None] * self.n_envs if self._seeded else [self.seed + i for i in range(self.n_envs)]
+    def _reset_all(self, seeds=None):
+        if seeds is None:
+            seeds = [None] * self.n_envs if self._seeded else [self.seed + i for i in range(self.n_envs)]
+        elif len(seeds) != self.n_envs:
+            raise ValueError(f"run() got {len(seeds)} seeds for {self.n_envs} environments.")
         self._seeded = True
         return [env.reset(seed=s) for env, s in zip(self.envs, seeds)]
 
-    def run(self, epsilon: float = 0.0, greedy: bool = False):
+    def run(self, epsilon: float = 0.0, greedy: bool = False, seeds=None):
         """Collects one episode per environment.
+
+        `seeds` (one per environment) reseeds each environment at its reset;
+        by default environment i is seeded with `seed + i` at its first reset
+        and continues its own random stream afterwards.
 
         Returns `(episodes, stats)`: a dict of padded arrays with a leading
         axis of M (layout in `kqmix.learner`) and a `RolloutStats`.
@@ -76,7 +83,7 @@ class Runner:
         ep = episode_arrays(info, m)
         returns = np.zeros(m, np.float64)
         lengths = np.zeros(m, np.int64)
-        for i, (obs, state, avail) in enumerate(self._reset_all()):
+        for i, (obs, state, avail) in enumerate(self._reset_all(seeds)):
             ep["obs"][i, 0], ep["state"][i, 0], ep["avail_actions"][i, 0] = obs, state, avail
         agent_id = np.tile(np.arange(n, dtype=np.int32), m)  # (M*N,)
         last_action = np.full(m * n, -1, np.int32)

@@ -6,7 +6,20 @@
 * `two_step` - the QMIX paper's two-step game;
 * `matrix` - a cooperative matrix game; `key` is `non_monotonic` (default),
   `climbing` or `penalty` (optionally `penalty:K`), with `@L` appended for a
-  game repeated L times (e.g. `climbing@25`).
+  game repeated L times (e.g. `climbing@25`);
+* `lbf` - Level-Based Foraging (`lbforaging`, installed by default); `key` is
+  a Gymnasium id, default `Foraging-8x8-2p-2f-coop-v3` (see `kqmix.envs.lbf`);
+* `rware` - Multi-Robot Warehouse (`pip install 'kqmix[rware]'`); `key` is a
+  Gymnasium id such as `rware-tiny-2ag-v2` (see `kqmix.envs.rware`);
+* `pettingzoo` - any PettingZoo parallel environment with discrete actions;
+  `key` is its module path, e.g. `mpe2.simple_spread_v3`
+  (`pip install 'kqmix[mpe]'`; see `kqmix.envs.pettingzoo`);
+* `smax` - SMAX from JaxMARL (`pip install 'kqmix[smax]'`); `key` is a
+  scenario name such as `3m` (see `kqmix.envs.smax`).
+
+Every key of the last four may carry keyword arguments for the environment's
+constructor: `ID:name=value,name=value` (e.g. `mpe2.simple_spread_v3:N=4`).
+The optional packages are imported only when such an environment is built.
 """
 
 from __future__ import annotations
@@ -52,9 +65,37 @@ def _make_matrix(key: str) -> MultiAgentEnv:
     return MatrixGame(payoff, episode_limit=int(limit) if limit else 1)
 
 
+def _make_lbf(key: str) -> MultiAgentEnv:
+    from .lbf import make_lbf
+
+    return make_lbf(key)
+
+
+def _make_rware(key: str) -> MultiAgentEnv:
+    from .rware import make_rware
+
+    return make_rware(key)
+
+
+def _make_pettingzoo(key: str) -> MultiAgentEnv:
+    from .pettingzoo import make_pettingzoo
+
+    return make_pettingzoo(key)
+
+
+def _make_smax(key: str) -> MultiAgentEnv:
+    from .smax import make_smax
+
+    return make_smax(key)
+
+
 ENV_REGISTRY: dict[str, Callable[[str], MultiAgentEnv]] = {
     "two_step": _make_two_step,
     "matrix": _make_matrix,
+    "lbf": _make_lbf,
+    "rware": _make_rware,
+    "pettingzoo": _make_pettingzoo,
+    "smax": _make_smax,
 }
 
 

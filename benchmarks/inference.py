@@ -1,0 +1,227 @@
+"""Inference latency of exported agents and mixers: onnxruntime, SavedModel, Keras.
+
+    python benchmarks/inference.py                      # shipped two-step example + an SMAC-3m-sized net
+    python benchmarks/inference.py --version saved_models/two_step/1 --repeats 5
+
+For each model: one agent step at batch 1 (one robot) and at batch N (a whole
+team), and one `mix` call at batch 1, through
+
+* onnxruntime: a plain `session.run`, I/O binding on preallocated arrays,
+  and the `kqmix.export.runtime` classes (what a deployment calls);
+* the SavedModel, loaded with `tf.saved_model.load` and called through its
+  `act` / `mix` signature;
+* the Keras layers, eagerly and inside a `tf.function`.
+
+Latency is per call, p50 and p99 in microseconds, median over `--repeats`
+rounds (these machines are noisy). The 3m-sized network is untrained: speed
+does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(fn, seconds: float, max_calls: int) -> np.ndarray:
+    """Per-call latencies in microseconds of `fn()`, after a short warm-up."""
+    for _ in range(min(50, max_calls)):
+        fn()
+    times = []
+    clock = time.perf_counter_ns
+    deadline = clock() + int(seconds * 1e9)
+    while len(times) < max_calls and clock() < deadline:
+        start = clock()
+        fn()
+        times.append(clock() - start)
+    return np.asarray(times, np.float64) / 1e3
+
+
+def synthetic_run(tmp: Path, n_agents=3, n_actions=9, obs_dim=30, state_dim=48, hidden=64) -> Path:
+    """A run directory with an untrained QMIX model of the SMAC 3m shape (as in DESIGN.md)."""
+    import dataclasses
+
+    from kqmix.config import make_config
+    from kqmix.envs import EnvInfo
+    from kqmix.networks import agent_from_config, build_qmix_model, mixer_from_config
+    from kqmix.training import save_model_atomic
+
+    config = make_config("two_step", {"rnn_hidden_dim": hidden, "obs_last_action": True,
+                                      "hypernet_layers": 2})
+    info = EnvInfo(n_agents, n_actions, obs_dim, state_dim, 60)
+    agent = agent_from_config(info, config)
+    mixer = mixer_from_config(info, config)
+    run = tmp / "run_3m"
+    run.mkdir()
+    config.save(run / "config.json")
+    (run / "env.json").write_text(json.dumps({
+        "env": "synthetic", "env_key": "smac-3m-shape", **dataclasses.asdict(info),
+        "action_meanings": None, "notes": ["untrained network of the SMAC 3m shape, for timing"],
+    }))
+    (run / "run.json").write_text(json.dumps({
+        "t_env": 0, "episodes": 0, "train_steps": 0, "test_return_mean": None,
+        "kqmix_version": "benchmark", "preset": "synthetic"}))
+    save_model_atomic(build_qmix_model(agent, mixer, state_dim), run / "model.keras")
+    return run
+
+
+def bench_version(version_dir: Path, run_dir, seconds: float, repeats: int) -> list[dict]:
+    from kqmix.export.runtime import DecentralisedAgents, Mixer, SingleAgent, make_session
+
+    meta = json.loads((version_dir / "metadata.json").read_text())
+    sizes = meta["sizes"]
+    n, a, o, s, h = (sizes[k] for k in ("n_agents", "n_actions", "obs_dim", "state_dim", "hidden_dim"))
+    rng = np.random.default_rng(0)
+    label = f"{meta['environment']['env']}{'-' + meta['environment']['env_key'] if meta['environment']['env_key'] else ''}"
+    label += f" (N={n} A={a} O={o} S={s} H={h})"
+
+    def act_feed(b):
+        return {
+            "obs": rng.normal(size=(b, o)).astype(np.float32),
+            "agent_id": (np.arange(b) % n).astype(np.int32),
+            "last_action": np.full(b, -1, np.int32),
+            "avail_actions": np.ones((b, a), np.float32),
+            "hidden": np.zeros((b, h), np.float32),
+        }
+
+    mix_feed = {"agent_qs": rng.normal(size=(1, n)).astype(np.float32),
+                "state": rng.normal(size=(1, s)).astype(np.float32)}
+
+    cases = []  # (group, implementation, batch, fn, max_calls)
+    agent_sess = make_session(version_dir / "agent.onnx")
+    mixer_sess = make_session(version_dir / "mixer.onnx")
+    act_outputs = ["q_values", "action", "next_hidden"]
+    for b in (1, n):
+        feed = act_feed(b)
+        cases.append(("agent step", "onnxruntime session.run", b,
+                      lambda feed=feed: agent_sess.run(act_outputs, feed), 200_000))
+        binding = agent_sess.io_binding()
+        for k, v in feed.items():
+            binding.bind_ortvalue_input(k, ort.OrtValue.ortvalue_from_numpy(v))
+        outs = {"q_values": np.zeros((b, a), np.float32), "action": np.zeros(b, np.int32),
+                "next_hidden": np.zeros((b, h), np.float32)}
+        for k, v in outs.items():
+            binding.bind_ortvalue_output(k, ort.OrtValue.ortvalue_from_numpy(v))
+        cases.append(("agent step", "onnxruntime io_binding", b,
+                      lambda binding=binding: agent_sess.run_with_iobinding(binding), 200_000))
+    single = SingleAgent(version_dir, 0)
+    obs1, avail1 = act_feed(1)["obs"][0], np.ones(a, np.float32)
+    cases.append(("agent step", "runtime SingleAgent.act", 1, lambda: single.act(obs1, avail1), 200_000))
+    team = DecentralisedAgents(version_dir)
+    obs_n, avail_n = act_feed(n)["obs"], np.ones((n, a), np.float32)
+    cases.append(("agent step", "runtime DecentralisedAgents.act", n, lambda: team.act(obs_n, avail_n), 200_000))
+
+    loaded_sm = tf.saved_model.load(str(version_dir))
+    act_sig, mix_sig = loaded_sm.signatures["act"], loaded_sm.signatures["mix"]
+    for b in (1, n):
+        tensors = {k: tf.constant(v) for k, v in act_feed(b).items()}
+        cases.append(("agent step", "SavedModel signature", b, lambda t=tensors: act_sig(**t), 20_000))
+
+    if run_dir is not None:
+        from kqmix.training import load_run
+
+        loaded = load_run(run_dir)
+        agent, mixer = loaded.agent, loaded.mixer
+        step_fn = tf.function(agent.step, reduce_retracing=True)
+        mix_fn = tf.function(lambda q, st: mixer([q, st]))
+        for b in (1, n):
+            f = {k: tf.constant(v) for k, v in act_feed(b).items()}
+            args = (f["obs"], f["agent_id"], f["last_action"], f["hidden"])
+            cases.append(("agent step", "Keras eager agent.step", b, lambda args=args: agent.step(*args), 2_000))
+            cases.append(("agent step", "Keras tf.function agent.step", b,
+                          lambda args=args: step_fn(*args), 20_000))
+
+    mixer_rt = Mixer(version_dir)
+    q1, s1 = mix_feed["agent_qs"][0], mix_feed["state"][0]
+    cases.append(("mix", "onnxruntime session.run", 1, lambda: mixer_sess.run(["q_tot"], mix_feed), 200_000))
+    cases.append(("mix", "runtime Mixer.q_tot", 1, lambda: mixer_rt.q_tot(q1, s1), 200_000))
+    cases.append(("mix", "runtime Mixer.weights (+dQ_tot/dQ_a)", 1, lambda: mixer_rt.weights(q1, s1), 200_000))
+    mix_tensors = {k: tf.constant(v) for k, v in mix_feed.items()}
+    cases.append(("mix", "SavedModel signature", 1, lambda: mix_sig(**mix_tensors), 20_000))
+    if run_dir is not None:
+        mq, ms = mix_tensors["agent_qs"], mix_tensors["state"]
+        cases.append(("mix", "Keras eager mixer", 1, lambda: mixer([mq, ms]), 2_000))
+        cases.append(("mix", "Keras tf.function mixer", 1, lambda: mix_fn(mq, ms), 20_000))
+
+    rows = []
+    for group, impl, b, fn, max_calls in cases:
+        p50s, p99s, calls = [], [], 0
+        for _ in range(repeats):
+            t = measure(fn, seconds, max_calls)
+            p50s.append(np.percentile(t, 50))
+            p99s.append(np.percentile(t, 99))
+            calls += len(t)
+        rows.append({"model": label, "what": group, "implementation": impl, "batch": b,
+                     "p50_us": float(np.median(p50s)), "p99_us": float(np.median(p99s)), "calls": calls})
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    model = None
+    for row in rows:
+        if row["model"] != model:
+            model = row["model"]
+            print(f"\n{model}")
+            print(f"  {'what':<11} {'implementation':<38} {'batch':>5} {'p50 us':>10} {'p99 us':>10} {'calls':>8}")
+        print(f"  {row['what']:<11} {row['implementation']:<38} {row['batch']:>5} "
+              f"{row['p50_us']:>10.1f} {row['p99_us']:>10.1f} {row['calls']:>8}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", type=Path, default=ROOT / "saved_models" / "two_step" / "1",
+                        help="exported version to time (default: the shipped two-step example)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="run directory of --version, for the Keras rows (default: from metadata.json if present)")
+    parser.add_argument("--no-3m", action="store_true", help="skip the SMAC-3m-sized synthetic network")
+    parser.add_argument("--seconds", type=float, default=0.5, help="time budget per case and round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per case; the median is reported")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+
+    import kqmix
+    from kqmix.export import export_run
+
+    print(f"kqmix {kqmix.__version__} | python {platform.python_version()} | tensorflow {tf.__version__} "
+          f"| onnxruntime {ort.__version__} | numpy {np.__version__} | {os.cpu_count()} CPUs")
+    print("onnxruntime: intra_op_num_threads=1, inter_op_num_threads=1, ORT_SEQUENTIAL, "
+          "ORT_ENABLE_ALL, no spinning")
+    print(f"tensorflow: intra_op={tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
+          f"inter_op={tf.config.threading.get_inter_op_parallelism_threads() or 'default'}")
+    print(f"p50/p99 per call in microseconds, median of {args.repeats} rounds of <= {args.seconds}s")
+
+    rows = []
+    run_dir = args.run
+    if run_dir is None:
+        recorded = json.loads((args.version / "metadata.json").read_text()).get("source", {}).get("run_dir")
+        if recorded and (Path(recorded) / "model.keras").is_file():
+            run_dir = Path(recorded)
+    rows += bench_version(args.version, run_dir, args.seconds, args.repeats)
+    if not args.no_3m:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = synthetic_run(Path(tmp))
+            version = export_run(run, name="bench3m", out=Path(tmp) / "out")
+            rows += bench_version(version, run, args.seconds, args.repeats)
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

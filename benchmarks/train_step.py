@@ -1,0 +1,115 @@
+"""Median time of one QMIX training update and one action selection.
+
+Synthetic batches at the SMAC 3m and 8m shapes (batch 32 episodes, double-Q,
+hypernet layers 2, last action and agent id in the agent input), the
+settings of the pymarl reference figures.
+
+    python benchmarks/train_step.py [--repeats 50] [--jit] [--shapes 3m 8m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402  (before numpy: keeps TF's start-up log quiet)
+import numpy as np  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from kqmix.config import Config  # noqa: E402
+from kqmix.envs import EnvInfo  # noqa: E402
+from kqmix.learner import QLearner  # noqa: E402
+from kqmix.policy import NumpyAgentPolicy  # noqa: E402
+
+SHAPES = {
+    "3m": EnvInfo(n_agents=3, n_actions=9, obs_dim=30, state_dim=48, episode_limit=60),
+    "8m": EnvInfo(n_agents=8, n_actions=14, obs_dim=80, state_dim=168, episode_limit=120),
+}
+REFERENCE_MS = {"3m": 55.0, "8m": 185.0}
+
+
+def synthetic_batch(info: EnvInfo, batch_size: int, rng) -> dict:
+    t, n, a = info.episode_limit, info.n_agents, info.n_actions
+    filled = np.zeros((batch_size, t), np.float32)
+    terminated = np.zeros((batch_size, t), np.float32)
+    for b, length in enumerate(rng.integers(t // 2, t + 1, size=batch_size)):
+        filled[b, :length] = 1.0
+        terminated[b, length - 1] = float(length < t)
+    return {
+        "obs": rng.normal(size=(batch_size, t + 1, n, info.obs_dim)).astype(np.float32),
+        "state": rng.normal(size=(batch_size, t + 1, info.state_dim)).astype(np.float32),
+        "avail_actions": (rng.random((batch_size, t + 1, n, a)) < 0.7).astype(np.float32),
+        "actions": rng.integers(0, a, size=(batch_size, t, n)).astype(np.int32),
+        "reward": rng.normal(size=(batch_size, t)).astype(np.float32),
+        "terminated": terminated,
+        "filled": filled,
+    }
+
+
+def median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50, help="timed updates per shape")
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
+                        help="compile the train step with XLA (default on)")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    table = Table(title="kqmix: one training update (batch 32) and one action selection")
+    for col in ("shape", "N/A/O/S/T", "update ms (median)", "pymarl ref ms", "act µs (1 env)"):
+        table.add_column(col, justify="right")
+    for name in args.shapes:
+        info = SHAPES[name]
+        config = Config(batch_size=32, double_q=True, hypernet_layers=2, obs_agent_id=True,
+                        obs_last_action=True, jit_compile=args.jit)
+        learner = QLearner(info, config)
+        batch = {k: tf.constant(v) for k, v in synthetic_batch(info, 32, rng).items()}
+        episode = tf.constant(1, tf.int64)
+        step = lambda: learner.train_step(batch, episode)["loss"].numpy()  # noqa: E731
+        for _ in range(3):  # trace, compile, warm up
+            step()
+        update_ms = median_ms(step, args.repeats)
+
+        policy = NumpyAgentPolicy(learner.agent)
+        n = info.n_agents
+        obs = rng.normal(size=(n, info.obs_dim)).astype(np.float32)
+        avail = np.ones((n, info.n_actions), np.float32)
+        ids = np.arange(n, dtype=np.int32)
+        state = {"last": np.full(n, -1, np.int32), "hidden": policy.initial_hidden(n)}
+
+        def act():
+            q, state["hidden"] = policy.step(obs, ids, state["last"], state["hidden"])
+            state["last"] = policy.epsilon_greedy(q, avail, 0.05, rng)
+
+        act_us = median_ms(act, 2000) * 1e3
+        table.add_row(
+            name,
+            f"{n}/{info.n_actions}/{info.obs_dim}/{info.state_dim}/{info.episode_limit}",
+            f"{update_ms:.1f}",
+            f"{REFERENCE_MS[name]:.0f}",
+            f"{act_us:.0f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"TensorFlow {tf.__version__}, intra-op threads {tf.config.threading.get_intra_op_parallelism_threads()}"
+        f" (0 = all {os.cpu_count()} cores), XLA jit {'on' if args.jit else 'off'}, "
+        f"devices {[d.device_type for d in tf.config.list_logical_devices()]}"
+    )
+
+
+if __name__ == "__main__":
+    main()

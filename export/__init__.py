@@ -1,0 +1,65 @@
+"""Deployment: export a trained run to SavedModel + ONNX, validate it, run it without TensorFlow.
+
+* `export_run(run_dir, name=None, out="saved_models") -> Path` writes a new
+  TF Serving version directory (needs TensorFlow, tf2onnx).
+* `validate_export(version_dir, run_dir=None)` checks every artifact against
+  the Keras model (needs TensorFlow, onnxruntime).
+* `DecentralisedAgents`, `SingleAgent`, `Mixer` (from `kqmix.export.runtime`)
+  run an exported version with numpy and onnxruntime only.
+
+Importing this package imports neither TensorFlow nor onnxruntime; each name
+loads its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import (
+    CorruptArtifactError,
+    ExportError,
+    MismatchError,
+    MissingArtifactError,
+    MissingOutputError,
+    NoAvailableActionError,
+    RuntimeInputError,
+    ShapeMismatchError,
+    SignatureMismatchError,
+    ToleranceError,
+    ValidationError,
+)
+from .spec import FORMAT_VERSION, ONNX_OPSET
+
+_LAZY = {
+    "export_run": "kqmix.export.exporter",
+    "validate_export": "kqmix.export.validate",
+    "ValidationReport": "kqmix.export.validate",
+    "DecentralisedAgents": "kqmix.export.runtime",
+    "SingleAgent": "kqmix.export.runtime",
+    "Mixer": "kqmix.export.runtime",
+}
+
+__all__ = [
+    *_LAZY,
+    "CorruptArtifactError",
+    "ExportError",
+    "FORMAT_VERSION",
+    "MismatchError",
+    "MissingArtifactError",
+    "MissingOutputError",
+    "NoAvailableActionError",
+    "ONNX_OPSET",
+    "RuntimeInputError",
+    "ShapeMismatchError",
+    "SignatureMismatchError",
+    "ToleranceError",
+    "ValidationError",
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kqmix.export' has no attribute {name!r}")

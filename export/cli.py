@@ -1,0 +1,85 @@
+"""Command-line hooks: `kqmix export` and `kqmix validate`.
+
+The main CLI calls `add_commands(subparsers)` and then `args.func(args)`.
+TensorFlow is imported inside the handlers only, so `kqmix --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import spec
+from .errors import ExportError, ValidationError
+
+
+def add_commands(subparsers) -> None:
+    """Adds the `export` and `validate` subcommands to an argparse subparsers object."""
+    export = subparsers.add_parser(
+        "export",
+        help="export a finished run to SavedModel + ONNX (TF Serving layout)",
+        description=(
+            "Writes OUT/NAME/VERSION/ with a SavedModel (signatures act = serving_default, "
+            "mix, mix_grad), agent.onnx, mixer.onnx, mixer_grad.onnx, metadata.json and "
+            "config.json. VERSION is the next free integer; nothing is overwritten."
+        ),
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `kqmix train`")
+    export.add_argument("--name", default=None, help="model name (default: from the environment)")
+    export.add_argument("--out", default="saved_models", help="model base directory (default: saved_models)")
+    export.add_argument("--opset", type=int, default=spec.ONNX_OPSET,
+                        help=f"ONNX opset (default: {spec.ONNX_OPSET})")
+    export.add_argument("--check", action="store_true",
+                        help="validate every artifact against the Keras model before publishing")
+    export.set_defaults(func=run_export)
+
+    validate = subparsers.add_parser(
+        "validate",
+        help="check an exported version against its Keras model",
+        description=(
+            "Loads every artifact of DIR (SavedModel via the TF1 loader as TF Serving does, "
+            "the ONNX files via onnxruntime) and compares them with the Keras model over "
+            "recurrent rollouts with random masks."
+        ),
+    )
+    validate.add_argument("dir", metavar="DIR", help="exported version directory, e.g. saved_models/two_step/1")
+    validate.add_argument("--run", dest="run_dir", default=None,
+                          help="run directory to compare with (default: the one recorded in metadata.json)")
+    validate.add_argument("--atol", type=float, default=1e-5, help="tolerance for Qs, hidden states, Q_tot")
+    validate.set_defaults(func=run_validate)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .exporter import export_run
+
+    try:
+        path = export_run(args.run_dir, name=args.name, out=args.out, check=args.check, opset=args.opset)
+    except (ExportError, ValidationError, FileNotFoundError) as exc:
+        print(f"kqmix export: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported {path}" + (" (validated)" if args.check else ""))
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from .validate import validate_export
+
+    try:
+        report = validate_export(args.dir, run_dir=args.run_dir, atol=args.atol)
+    except ValidationError as exc:
+        print(f"kqmix validate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry point (`python -m kqmix.export.cli ...`)."""
+    parser = argparse.ArgumentParser(prog="kqmix")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""`export_run`: a finished training run -> one TF Serving version directory.
+
+Layout of `<out>/<name>/<version>/`:
+
+* `saved_model.pb`, `variables/` - SavedModel with signatures `act`
+  (also `serving_default`), `mix` and `mix_grad`;
+* `agent.onnx`, `mixer.onnx`, `mixer_grad.onnx` - the same functions for
+  onnxruntime, same tensor names;
+* `metadata.json` - sizes, input layout, environment, training and
+  evaluation figures, versions, opset, sha256 of every file;
+* `config.json` - the run's configuration.
+
+The version is assembled in a hidden temporary directory next to the target
+and renamed into place in one step, so a model server polling `<out>/<name>/`
+never sees a half-written version (TF Serving only picks up numeric names).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import spec
+from .errors import ExportError
+
+_TMP_PREFIX = ".tmp-export-"
+
+
+def default_name(config) -> str:
+    """Model name from the run's environment, e.g. `two_step` or `matrix-climbing-25`."""
+    raw = config.env + (f"-{config.env_key}" if config.env_key else "")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or "model"
+
+
+def existing_versions(model_dir) -> list[int]:
+    """Integer version directories under `model_dir`, sorted."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_checksums(version_dir) -> dict[str, str]:
+    """Relative path -> sha256 of every file under `version_dir` except metadata.json."""
+    version_dir = Path(version_dir)
+    return {
+        p.relative_to(version_dir).as_posix(): sha256_file(p)
+        for p in sorted(version_dir.rglob("*"))
+        if p.is_file() and p.name != spec.METADATA_FILE
+    }
+
+
+def sizes_of(agent, mixer, env: dict) -> dict:
+    return {
+        "n_agents": int(agent.n_agents),
+        "n_actions": int(agent.n_actions),
+        "obs_dim": int(agent._obs_dim),
+        "state_dim": int(env["state_dim"]),
+        "hidden_dim": int(agent.hidden_dim),
+        "episode_limit": int(env.get("episode_limit", 0)),
+    }
+
+
+def agent_input_layout(agent) -> list[dict]:
+    """Order of the agent network's input features, as `RNNAgent.build_features` builds them."""
+    layout = [{"name": "obs", "size": int(agent._obs_dim), "source": "obs"}]
+    if agent.use_last_action:
+        layout.append({"name": "last_action_one_hot", "size": int(agent.n_actions),
+                       "source": "last_action (-1 = none -> zeros)"})
+    if agent.use_agent_id:
+        layout.append({"name": "agent_id_one_hot", "size": int(agent.n_agents), "source": "agent_id"})
+    return layout
+
+
+def _signature_doc(inputs: dict, outputs: dict, sizes: dict) -> dict:
+    """Documented dtypes and shapes, symbolic (`["B", "O"]`) and concrete (`[null, 3]`)."""
+
+    def as_doc(tensors):
+        return {
+            k: {"dtype": dt, "shape": list(shape), "dims": list(spec.concrete_shape(shape, sizes))}
+            for k, (dt, shape) in tensors.items()
+        }
+
+    return {"inputs": as_doc(inputs), "outputs": as_doc(outputs)}
+
+
+def build_metadata(loaded, name: str, sizes: dict, opset: int) -> dict:
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    import kqmix
+
+    agent, mixer, env, run = loaded.agent, loaded.mixer, loaded.env, loaded.run
+    return {
+        "format": spec.FORMAT_NAME,
+        "format_version": spec.FORMAT_VERSION,
+        "kqmix_version": kqmix.__version__,
+        "name": name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "sizes": sizes,
+        "agent": {
+            "use_agent_id": bool(agent.use_agent_id),
+            "use_last_action": bool(agent.use_last_action),
+            "input_layout": agent_input_layout(agent),
+            "initial_hidden": "zeros (B, H)",
+            "initial_last_action": -1,
+        },
+        "mixer": {"type": type(mixer).__name__, "config": loaded.config.mixer},
+        "signatures": {
+            name_: _signature_doc(inputs, outputs, sizes)
+            for name_, (inputs, outputs) in spec.SIGNATURES.items()
+        },
+        "serving_default": spec.ACT,
+        "onnx": {
+            "opset": opset,
+            "files": {f: sig for f, sig in spec.ONNX_FILES.items()},
+            "tf2onnx_version": tf2onnx.__version__,
+            "onnx_version": onnx.__version__,
+            "exported_with_onnxruntime": onnxruntime.__version__,
+        },
+        "environment": {
+            "env": env.get("env"),
+            "env_key": env.get("env_key"),
+            "notes": env.get("notes", []),
+        },
+        "action_meanings": env.get("action_meanings"),
+        "training": {
+            "t_env": run.get("t_env"),
+            "episodes": run.get("episodes"),
+            "train_steps": run.get("train_steps"),
+            "preset": run.get("preset"),
+            "trained_with_kqmix": run.get("kqmix_version"),
+        },
+        "evaluation": {
+            "test_return_mean": run.get("test_return_mean"),
+            "policy": "greedy",
+            "episodes": loaded.config.test_nepisode,
+        },
+        "source": {"run_dir": str(Path(loaded.run_dir).resolve())},
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def write_saved_model(functions: dict, agent, mixer, path) -> None:
+    """SavedModel with one signature per function, plus `serving_default` = `act`."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    # The underlying tf.Variables, listed explicitly: tf.Module's attribute
+    # tracking does not reach every variable nested inside Keras 3 layers
+    # (a GRU cell's, for one), and an untracked variable is missing when TF
+    # Serving restores the checkpoint. keras.export.ExportArchive does the same.
+    module.agent_variables = [getattr(v, "value", v) for v in agent.variables]
+    module.mixer_variables = [getattr(v, "value", v) for v in mixer.variables]
+    for name, fn in functions.items():
+        setattr(module, name, fn)
+    signatures = {name: fn.get_concrete_function() for name, fn in functions.items()}
+    signatures[spec.SERVING_DEFAULT] = signatures[spec.ACT]
+    tf.saved_model.save(module, str(path), signatures=signatures)
+
+
+def write_onnx(fn, path, opset: int, signature: str, sizes: dict) -> None:
+    """Converts one exported `tf.function` with tf2onnx; tensor names follow the signature.
+
+    tf2onnx names the free axes `unk__<n>`; they are renamed to `B` and the
+    fixed axes written out, so the graph's declared shapes read like the
+    documented ones.
+    """
+    import onnx
+    import tf2onnx
+
+    model, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=opset)
+    inputs, outputs = spec.SIGNATURES[signature]
+    for value_info in list(model.graph.input) + list(model.graph.output):
+        documented = {**inputs, **outputs}.get(value_info.name)
+        if documented is None:
+            continue
+        dims = value_info.type.tensor_type.shape.dim
+        for dim, size in zip(dims, spec.concrete_shape(documented[1], sizes)):
+            if size is None:
+                dim.dim_param = "B"
+            else:
+                dim.dim_value = size
+    model.doc_string = f"kqmix {signature} signature"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _write_version(loaded, tmp: Path, name: str, opset: int) -> None:
+    from .graphs import build_functions
+
+    agent, mixer = loaded.agent, loaded.mixer
+    sizes = sizes_of(agent, mixer, loaded.env)
+    functions = build_functions(agent, mixer, sizes)
+    write_saved_model(functions, agent, mixer, tmp)
+    for filename, signature in spec.ONNX_FILES.items():
+        write_onnx(functions[signature], tmp / filename, opset, signature, sizes)
+    shutil.copyfile(Path(loaded.run_dir) / "config.json", tmp / spec.CONFIG_FILE)
+    metadata = build_metadata(loaded, name, sizes, opset)
+    metadata["files"] = file_checksums(tmp)
+    (tmp / spec.METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
+
+
+def export_run(run_dir, name: str | None = None, out="saved_models", *, check: bool = False,
+               opset: int = spec.ONNX_OPSET, quiet: bool = True) -> Path:
+    """Exports a finished run as a new version `<out>/<name>/<version>/`; returns its path.
+
+    Args:
+        run_dir: a run directory written by `kqmix.training.train`.
+        name: model name (TF Serving's MODEL_NAME); default from the environment.
+        out: model base directory; created if needed.
+        check: validate every artifact against the Keras model before the
+            version is published; a failed check publishes nothing.
+        opset: ONNX opset for the converted graphs.
+        quiet: silence tf2onnx's logging.
+
+    The version is the next integer after the highest existing one; an
+    existing version is never overwritten.
+    """
+    from kqmix.training import load_run
+
+    if quiet:
+        _quiet_converters()
+    loaded = load_run(run_dir)
+    name = name or default_name(loaded.config)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+        raise ExportError(
+            f"Invalid model name {name!r}: use letters, digits, '_', '-', '.' "
+            "(it becomes a directory and TF Serving's MODEL_NAME)."
+        )
+    model_dir = Path(out) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=model_dir))
+    try:
+        _write_version(loaded, tmp, name, opset)
+        if check:
+            from .validate import validate_export
+
+            validate_export(tmp, run_dir=run_dir, loaded=loaded)
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a server user
+        return _publish(tmp, model_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _publish(tmp: Path, model_dir: Path) -> Path:
+    """Renames `tmp` to the next free version; never replaces a non-empty version."""
+    version = (existing_versions(model_dir) or [0])[-1] + 1
+    for _ in range(1000):
+        target = model_dir / str(version)
+        if not target.exists():
+            try:
+                os.rename(tmp, target)
+                return target
+            except OSError:
+                pass  # another exporter took this number in between
+        version += 1
+    raise ExportError(f"Could not find a free version number under {model_dir}.")
+
+
+def _quiet_converters() -> None:
+    import logging
+
+    for logger in ("tf2onnx", "tensorflow"):
+        logging.getLogger(logger).setLevel(logging.ERROR)

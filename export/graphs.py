@@ -1,0 +1,182 @@
+"""The exported functions, written once in TensorFlow and shared by SavedModel and ONNX.
+
+`act`, `mix` and `mix_grad` wrap the trained Keras layers in `tf.function`s
+with fixed input signatures (batch axis free). Feature building (agent-id
+and last-action one-hots) and the masked greedy argmax live inside the graph,
+so every consumer - TF Serving, onnxruntime, the Python runtime - passes raw
+observations, ids and masks and gets the same answer.
+
+Shape legend: B batch, N agents, A actions, O observation features,
+S state features, H GRU width, E mixing embed.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from . import spec
+from .errors import ExportError
+
+
+def _specs(inputs: dict, sizes: dict) -> list:
+    """`tf.TensorSpec`s for one signature, in the documented input order."""
+    return [
+        tf.TensorSpec(spec.concrete_shape(shape, sizes), tf.as_dtype(dtype), name=name)
+        for name, (dtype, shape) in inputs.items()
+    ]
+
+
+def input_signatures(sizes: dict) -> dict:
+    """Signature name -> list of `tf.TensorSpec` (names are the documented input names)."""
+    return {name: _specs(inputs, sizes) for name, (inputs, _) in spec.SIGNATURES.items()}
+
+
+def masked_greedy(q, avail_actions):
+    """Best available action per row, or -1 for a row with no available action.
+
+    q `(B, A)`, avail_actions `(B, A)` (> 0 = available) -> `(B,)` int32.
+    -1 (not an arbitrary 0) so that a caller who sends an empty mask gets an
+    action no environment accepts instead of a silently illegal one.
+    """
+    masked = tf.where(avail_actions > 0, q, tf.constant(float("-inf"), q.dtype))  # (B, A)
+    best = tf.argmax(masked, axis=-1, output_type=tf.int32)  # (B,); 0 for an all -inf row
+    empty = tf.cast(tf.equal(tf.reduce_max(masked, axis=-1), float("-inf")), tf.int32)
+    # 0 - 1 = -1 for an empty row. Arithmetic rather than tf.where: tf2onnx
+    # lowers a select into a chain of casts and multiplies, and at batch 1
+    # every ONNX node is a measurable share of the step's latency.
+    return best - empty
+
+
+def _qmix_weights(mixer, agent_qs, state):
+    """dQ_tot/dQ_a of `QMixer` in closed form: `sum_e |W1|[a, e] * elu'(h_e) * |w_final|[e]`.
+
+    Written out (rather than taken with a GradientTape) because ONNX converters
+    do not translate TensorFlow's gradient kernels; the validator checks it
+    against a GradientTape on the Keras mixer. agent_qs `(B, N)`, state `(B, S)`
+    -> `(B, N)`.
+    """
+    qs = tf.cast(agent_qs, mixer.compute_dtype)
+    s = tf.cast(state, mixer.compute_dtype)
+    w1 = tf.reshape(mixer.hyper_w1(s), (-1, mixer.n_agents, mixer.embed_dim))  # (B, N, E)
+    pre = tf.einsum("bn,bne->be", qs, w1) + mixer.hyper_b1(s)  # (B, E)
+    elu_slope = tf.where(pre > 0, tf.ones_like(pre), tf.exp(pre))  # ELU with alpha 1
+    w_final = mixer.hyper_w_final(s)  # (B, E)
+    return tf.einsum("bne,be->bn", w1, elu_slope * w_final)  # (B, N)
+
+
+def mixer_weights_fn(mixer):
+    """Returns `f(agent_qs (B, N), state (B, S)) -> dQ_tot/dQ_a (B, N)` for a supported mixer."""
+    from kqmix.layers import QMixer, VDNMixer
+
+    if isinstance(mixer, QMixer):
+        return lambda agent_qs, state: _qmix_weights(mixer, agent_qs, state)
+    if isinstance(mixer, VDNMixer):
+        return lambda agent_qs, state: tf.ones_like(agent_qs)
+    raise ExportError(
+        f"Cannot export the mixer gradient of {type(mixer).__name__}; "
+        "supported mixers: QMixer, VDNMixer."
+    )
+
+
+def fast_step_supported(agent) -> bool:
+    """True when `agent` is a float32 `RNNAgent` whose GRU `fused_agent_step` reproduces."""
+    gru = getattr(getattr(agent, "gru", None), "cell", None)
+    return (
+        gru is not None
+        and agent.compute_dtype == "float32"
+        and getattr(gru, "reset_after", False)
+        and getattr(gru, "use_bias", False)
+        and gru.activation is keras.activations.tanh
+        and gru.recurrent_activation is keras.activations.sigmoid
+        and agent.fc1.activation is keras.activations.relu
+        and agent.fc2.activation is keras.activations.linear
+    )
+
+
+def fused_agent_step(agent, obs, agent_id, last_action, hidden):
+    """`RNNAgent.step` rewritten for a short inference graph.
+
+    Same function as `agent.step` (the validator checks it to 1e-5), but the
+    one-hot inputs become row lookups into slices of the first Dense kernel
+    and the GRU's two matmuls become one over `[x, h]`, which roughly halves
+    the ONNX node count - at batch 1 the per-node dispatch is most of the
+    latency. Weights are read from the layers' variables inside the graph, so
+    the SavedModel keeps them as variables and tf2onnx folds the slicing.
+
+    obs `(B, O)`, agent_id `(B,)`, last_action `(B,)` (-1 = none), hidden
+    `(B, H)` -> q `(B, A)`, next_hidden `(B, H)`.
+    """
+    n_obs, h_dim = agent._obs_dim, agent.hidden_dim
+    kernel1 = tf.convert_to_tensor(agent.fc1.kernel)  # (O + extra, H)
+    x = tf.matmul(obs, kernel1[:n_obs]) + agent.fc1.bias  # (B, H)
+    offset = n_obs
+    if agent.use_last_action:
+        # Row 0 is the "no action yet" (-1) zero row, hence the +1 shift.
+        table = tf.concat([tf.zeros((1, h_dim)), kernel1[offset : offset + agent.n_actions]], 0)
+        x = x + tf.gather(table, last_action + 1)
+        offset += agent.n_actions
+    if agent.use_agent_id:
+        x = x + tf.gather(kernel1[offset : offset + agent.n_agents], agent_id)
+    x = tf.nn.relu(x)
+
+    cell = agent.gru.cell
+    k = tf.convert_to_tensor(cell.kernel)  # (H, 3H), gates z, r, h
+    rk = tf.convert_to_tensor(cell.recurrent_kernel)  # (H, 3H)
+    bias = tf.convert_to_tensor(cell.bias)  # (2, 3H): input bias, recurrent bias
+    zeros = tf.zeros((h_dim, h_dim))
+    # [x, h] @ W -> [z|r pre-activations (2H), x part of h~ (H), h part of h~ (H)]
+    w = tf.concat(
+        [
+            tf.concat([k[:, : 2 * h_dim], k[:, 2 * h_dim :], zeros], 1),
+            tf.concat([rk[:, : 2 * h_dim], zeros, rk[:, 2 * h_dim :]], 1),
+        ],
+        0,
+    )  # (2H, 4H)
+    b = tf.concat([bias[0, : 2 * h_dim] + bias[1, : 2 * h_dim], bias[0, 2 * h_dim :], bias[1, 2 * h_dim :]], 0)
+    gates = tf.matmul(tf.concat([x, hidden], 1), w) + b  # (B, 4H)
+    zr, x_h, h_h = tf.split(gates, [2 * h_dim, h_dim, h_dim], axis=1)
+    z, r = tf.split(tf.sigmoid(zr), 2, axis=1)
+    candidate = tf.tanh(x_h + r * h_h)
+    next_hidden = candidate + z * (hidden - candidate)  # = z * h + (1 - z) * h~
+    q = tf.matmul(next_hidden, agent.fc2.kernel) + agent.fc2.bias  # (B, A)
+    return q, next_hidden
+
+
+def build_functions(agent, mixer, sizes: dict) -> dict:
+    """Signature name -> `tf.function` with a fixed input signature.
+
+    `agent` is a built `RNNAgent`, `mixer` a built `QMixer` or `VDNMixer`;
+    `sizes` is metadata["sizes"]. Every output is float32/int32 whatever the
+    layers' compute dtype, because the contract fixes the dtypes.
+    """
+    signatures = input_signatures(sizes)
+    weights = mixer_weights_fn(mixer)
+    step = (
+        (lambda *args: fused_agent_step(agent, *args))
+        if fast_step_supported(agent)
+        else agent.step
+    )
+
+    @tf.function(input_signature=signatures[spec.ACT], autograph=False)
+    def act(obs, agent_id, last_action, avail_actions, hidden):
+        q, next_hidden = step(obs, agent_id, last_action, hidden)
+        q = tf.cast(q, tf.float32)  # (B, A)
+        return {
+            "q_values": q,
+            "action": masked_greedy(q, avail_actions),
+            "next_hidden": tf.cast(next_hidden, tf.float32),  # (B, H)
+        }
+
+    @tf.function(input_signature=signatures[spec.MIX], autograph=False)
+    def mix(agent_qs, state):
+        return {"q_tot": tf.cast(mixer([agent_qs, state]), tf.float32)}  # (B,)
+
+    @tf.function(input_signature=signatures[spec.MIX_GRAD], autograph=False)
+    def mix_grad(agent_qs, state):
+        return {
+            "q_tot": tf.cast(mixer([agent_qs, state]), tf.float32),  # (B,)
+            "dq_tot_dq": tf.cast(weights(agent_qs, state), tf.float32),  # (B, N)
+        }
+
+    return {spec.ACT: act, spec.MIX: mix, spec.MIX_GRAD: mix_grad}

@@ -1,0 +1,73 @@
+"""The deployment contract in one place: file names, signature names, tensor names.
+
+Imported by the exporter, the validator and the TensorFlow-free runtime, so it
+uses nothing but the standard library.
+
+Shape legend: B batch, N agents, A actions, O observation features,
+S state features, H GRU width.
+"""
+
+from __future__ import annotations
+
+FORMAT_NAME = "kqmix-export"
+#: Bumped whenever a file name, tensor name or metadata key changes meaning.
+FORMAT_VERSION = 1
+#: ONNX opset used for every exported graph (recorded in metadata.json).
+ONNX_OPSET = 17
+
+SAVED_MODEL_FILE = "saved_model.pb"
+AGENT_ONNX = "agent.onnx"
+MIXER_ONNX = "mixer.onnx"
+MIXER_GRAD_ONNX = "mixer_grad.onnx"
+METADATA_FILE = "metadata.json"
+CONFIG_FILE = "config.json"
+
+ACT = "act"
+MIX = "mix"
+MIX_GRAD = "mix_grad"
+SERVING_DEFAULT = "serving_default"
+
+#: name -> (dtype, shape with "B" for the free batch axis and size names for the rest)
+ACT_INPUTS = {
+    "obs": ("float32", ("B", "O")),
+    "agent_id": ("int32", ("B",)),
+    "last_action": ("int32", ("B",)),
+    "avail_actions": ("float32", ("B", "A")),
+    "hidden": ("float32", ("B", "H")),
+}
+ACT_OUTPUTS = {
+    "q_values": ("float32", ("B", "A")),
+    "action": ("int32", ("B",)),
+    "next_hidden": ("float32", ("B", "H")),
+}
+MIX_INPUTS = {
+    "agent_qs": ("float32", ("B", "N")),
+    "state": ("float32", ("B", "S")),
+}
+MIX_OUTPUTS = {"q_tot": ("float32", ("B",))}
+MIX_GRAD_OUTPUTS = {
+    "q_tot": ("float32", ("B",)),
+    "dq_tot_dq": ("float32", ("B", "N")),
+}
+
+SIGNATURES = {
+    ACT: (ACT_INPUTS, ACT_OUTPUTS),
+    MIX: (MIX_INPUTS, MIX_OUTPUTS),
+    MIX_GRAD: (MIX_INPUTS, MIX_GRAD_OUTPUTS),
+}
+#: ONNX file -> signature it implements.
+ONNX_FILES = {AGENT_ONNX: ACT, MIXER_ONNX: MIX, MIXER_GRAD_ONNX: MIX_GRAD}
+
+#: Size symbol -> metadata["sizes"] key.
+SIZE_KEYS = {
+    "N": "n_agents",
+    "A": "n_actions",
+    "O": "obs_dim",
+    "S": "state_dim",
+    "H": "hidden_dim",
+}
+
+
+def concrete_shape(symbolic, sizes: dict, batch=None) -> tuple:
+    """Replaces the size symbols of `symbolic` by numbers from `sizes` (metadata["sizes"])."""
+    return tuple(batch if dim == "B" else int(sizes[SIZE_KEYS[dim]]) for dim in symbolic)

@@ -1,0 +1,412 @@
+"""`validate_export`: load every artifact of a version and compare it with the Keras model.
+
+Checks, in order, each failing with its own exception class (see `errors`):
+
+1. every required file exists (`MissingArtifactError`) and matches the sha256
+   recorded in metadata.json, and loads (`CorruptArtifactError`);
+2. the SavedModel - loaded the way TF Serving loads it, TF1 loader with tag
+   `serve` - and the ONNX graphs declare every documented input and output
+   (`MissingOutputError`) with the documented dtype (`SignatureMismatchError`);
+3. over recurrent rollouts with random masks and episode resets, the Keras
+   agent, the SavedModel and onnxruntime return arrays of the reference's
+   shape (`ShapeMismatchError`), Qs / hidden states / Q_tot / mixer weights
+   within tolerance (`ToleranceError`) and identical actions (`MismatchError`).
+
+Shape legend: B batch, N agents, A actions, O observation features,
+S state features, H GRU width.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import spec
+from .errors import (
+    CorruptArtifactError,
+    MismatchError,
+    MissingArtifactError,
+    MissingOutputError,
+    ShapeMismatchError,
+    SignatureMismatchError,
+    ToleranceError,
+)
+
+REQUIRED_FILES = (
+    spec.METADATA_FILE,
+    spec.CONFIG_FILE,
+    spec.SAVED_MODEL_FILE,
+    "variables/variables.index",
+    spec.AGENT_ONNX,
+    spec.MIXER_ONNX,
+    spec.MIXER_GRAD_ONNX,
+)
+
+_ONNX_DTYPES = {"float32": "tensor(float)", "int32": "tensor(int32)"}
+
+
+@dataclass
+class ValidationReport:
+    """What was compared and the largest differences seen, per artifact and output."""
+
+    version_dir: Path
+    reference: str
+    max_abs_diff: dict = field(default_factory=dict)  # "artifact:signature:output" -> float
+    steps: int = 0
+    batch_sizes: tuple = ()
+
+    def record(self, key: str, value: float) -> None:
+        self.max_abs_diff[key] = max(self.max_abs_diff.get(key, 0.0), float(value))
+
+    def summary(self) -> str:
+        lines = [f"{self.version_dir}: OK (reference: {self.reference}; {self.steps} steps "
+                 f"at batch sizes {list(self.batch_sizes)})"]
+        for key, value in sorted(self.max_abs_diff.items()):
+            lines.append(f"  {key:<40} max |diff| {value:.2e}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def check_files(version_dir: Path) -> dict:
+    """Existence and checksums of every artifact; returns the parsed metadata."""
+    from .exporter import sha256_file
+    from .runtime import load_metadata
+
+    for name in REQUIRED_FILES:
+        if not (version_dir / name).is_file():
+            raise MissingArtifactError(version_dir / name)
+    metadata = load_metadata(version_dir)
+    for rel, digest in metadata.get("files", {}).items():
+        path = version_dir / rel
+        if not path.is_file():
+            raise MissingArtifactError(path, "listed in metadata.json")
+        if sha256_file(path) != digest:
+            raise CorruptArtifactError(path, "sha256 differs from the one recorded in metadata.json")
+    try:
+        json.loads((version_dir / spec.CONFIG_FILE).read_text())
+    except ValueError as exc:
+        raise CorruptArtifactError(version_dir / spec.CONFIG_FILE, f"cannot parse JSON: {exc}") from None
+    return metadata
+
+
+class SavedModelRunner:
+    """A SavedModel loaded as TF Serving loads it: TF1 loader, tag `serve`, `signature_def`."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = Path(path)
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # the TF1 loader's deprecation notice is expected here
+        try:
+            with self.graph.as_default():
+                self.meta_graph = tf.compat.v1.saved_model.loader.load(
+                    self.session, ["serve"], str(self.path)
+                )
+        except Exception as exc:  # TF raises a different class per kind of damage
+            self.session.close()
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CorruptArtifactError(
+                self.path / spec.SAVED_MODEL_FILE, f"TensorFlow cannot load the SavedModel: {first_line}"
+            ) from None
+        finally:
+            logger.setLevel(level)
+        self.signatures = self.meta_graph.signature_def
+
+    def check_signature(self, name: str, inputs: dict, outputs: dict) -> None:
+        import tensorflow as tf
+
+        artifact = f"{self.path / spec.SAVED_MODEL_FILE} signature {name!r}"
+        if name not in self.signatures:
+            raise MissingOutputError(str(self.path / spec.SAVED_MODEL_FILE), "signature", name,
+                                     self.signatures.keys())
+        sig = self.signatures[name]
+        for kind, documented, declared in (("input", inputs, sig.inputs), ("output", outputs, sig.outputs)):
+            for tensor, (dtype, shape) in documented.items():
+                if tensor not in declared:
+                    raise MissingOutputError(artifact, kind, tensor, declared.keys())
+                got = tf.dtypes.as_dtype(declared[tensor].dtype).name
+                if got != dtype:
+                    raise SignatureMismatchError(f"{artifact}: {kind} {tensor!r} has dtype {got}; expected {dtype}")
+                rank = len(declared[tensor].tensor_shape.dim)
+                if rank != len(shape):
+                    raise SignatureMismatchError(
+                        f"{artifact}: {kind} {tensor!r} has rank {rank}; expected {len(shape)} {shape}"
+                    )
+
+    def run(self, name: str, feed: dict) -> dict:
+        sig = self.signatures[name]
+        fetches = {key: info.name for key, info in sig.outputs.items()}
+        return self.session.run(fetches, {sig.inputs[k].name: v for k, v in feed.items()})
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class OnnxRunner:
+    """An onnxruntime session for one exported ONNX file, checked against its signature."""
+
+    def __init__(self, path, signature: str):
+        from .runtime import make_session
+
+        self.path = Path(path)
+        self.signature = signature
+        self.session = make_session(self.path)
+        inputs, outputs = spec.SIGNATURES[signature]
+        for kind, documented, declared in (
+            ("input", inputs, self.session.get_inputs()),
+            ("output", outputs, self.session.get_outputs()),
+        ):
+            by_name = {arg.name: arg for arg in declared}
+            for tensor, (dtype, shape) in documented.items():
+                if tensor not in by_name:
+                    raise MissingOutputError(str(self.path), kind, tensor, by_name)
+                if by_name[tensor].type != _ONNX_DTYPES[dtype]:
+                    raise SignatureMismatchError(
+                        f"{self.path}: {kind} {tensor!r} has type {by_name[tensor].type}; expected {dtype}"
+                    )
+                if len(by_name[tensor].shape) != len(shape):
+                    raise SignatureMismatchError(
+                        f"{self.path}: {kind} {tensor!r} has rank {len(by_name[tensor].shape)}; "
+                        f"expected {len(shape)} {shape}"
+                    )
+        self.output_names = list(outputs)
+
+    def run(self, feed: dict) -> dict:
+        return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+
+
+# --------------------------------------------------------------------------- reference
+
+
+class KerasReference:
+    """The trained Keras layers as the reference every artifact is compared with."""
+
+    def __init__(self, agent, mixer):
+        import tensorflow as tf
+
+        self.agent, self.mixer = agent, mixer
+        self._step = tf.function(agent.step, reduce_retracing=True)
+        self._mix = tf.function(lambda qs, s: mixer([qs, s]), reduce_retracing=True)
+
+        @tf.function(reduce_retracing=True)
+        def grad(qs, s):
+            with tf.GradientTape() as tape:
+                tape.watch(qs)
+                q_tot = mixer([qs, s])
+            return tape.gradient(q_tot, qs)
+
+        self._grad = grad
+
+    def act(self, feed: dict) -> dict:
+        q, next_hidden = self._step(feed["obs"], feed["agent_id"], feed["last_action"], feed["hidden"])
+        q = np.asarray(q, np.float32)
+        return {
+            "q_values": q,
+            "action": masked_greedy_np(q, feed["avail_actions"]),
+            "next_hidden": np.asarray(next_hidden, np.float32),
+        }
+
+    def mix(self, feed: dict) -> dict:
+        return {"q_tot": np.asarray(self._mix(feed["agent_qs"], feed["state"]), np.float32)}
+
+    def mix_grad(self, feed: dict) -> dict:
+        return {
+            **self.mix(feed),
+            "dq_tot_dq": np.asarray(self._grad(feed["agent_qs"], feed["state"]), np.float32),
+        }
+
+
+def masked_greedy_np(q, avail):
+    """Numpy twin of `graphs.masked_greedy`: best available action, -1 for an empty row."""
+    available = avail > 0
+    best = np.argmax(np.where(available, q, -np.inf), axis=-1).astype(np.int32)
+    return np.where(available.any(axis=-1), best, np.int32(-1)).astype(np.int32)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def compare(report: ValidationReport, artifact: str, signature: str, got: dict, expected: dict,
+            atol: float, where: str) -> None:
+    """Raises the matching `ValidationError` unless `got` reproduces `expected`."""
+    for name, ref in expected.items():
+        label = f"{artifact} [{signature}]"
+        if name not in got:
+            raise MissingOutputError(label, "output", name, got.keys())
+        value = np.asarray(got[name])
+        if value.shape != ref.shape:
+            raise ShapeMismatchError(label, name, value.shape, ref.shape)
+        if ref.dtype.kind in "iu":
+            if not np.array_equal(value, ref):
+                bad = np.flatnonzero(value.reshape(-1) != ref.reshape(-1))
+                raise MismatchError(
+                    label, name, f"{len(bad)} of {ref.size} differ, first at row {int(bad[0])}: "
+                    f"{int(value.reshape(-1)[bad[0]])} vs {int(ref.reshape(-1)[bad[0]])} {where}"
+                )
+            continue
+        diff = float(np.max(np.abs(value.astype(np.float64) - ref))) if ref.size else 0.0
+        if not np.isfinite(diff) or diff > atol:
+            raise ToleranceError(label, name, diff, atol, where)
+        report.record(f"{artifact}:{signature}:{name}", diff)
+
+
+def random_mask(rng, batch: int, n_actions: int, p_empty: float = 0.0) -> np.ndarray:
+    """`(B, A)` float32 mask with at least one available action per row (unless drawn empty)."""
+    mask = (rng.random((batch, n_actions)) < 0.6).astype(np.float32)
+    mask[np.arange(batch), rng.integers(0, n_actions, batch)] = 1.0
+    if p_empty:
+        mask[rng.random(batch) < p_empty] = 0.0
+    return mask
+
+
+def rollout_compare(reference, runners: dict, sizes: dict, report: ValidationReport, batch: int,
+                    steps: int, rng, atol: float, p_reset: float = 0.15, p_empty: float = 0.05) -> None:
+    """Runs every `act` implementation side by side for `steps` recurrent steps.
+
+    Each implementation carries its own hidden state forward, so drift that
+    accumulates through the recurrence shows up; last actions follow the
+    reference's choices; random rows restart (zero state, last action -1,
+    a new agent id) as at an episode boundary.
+    """
+    n, a = int(sizes["n_agents"]), int(sizes["n_actions"])
+    o, h = int(sizes["obs_dim"]), int(sizes["hidden_dim"])
+    agent_id = rng.integers(0, n, batch).astype(np.int32)
+    last_action = np.full(batch, -1, np.int32)
+    hidden = {name: np.zeros((batch, h), np.float32) for name in ["keras", *runners]}
+    for t in range(steps):
+        common = {
+            "obs": rng.normal(size=(batch, o)).astype(np.float32),
+            "agent_id": agent_id,
+            "last_action": last_action,
+            "avail_actions": random_mask(rng, batch, a, p_empty),
+        }
+        expected = reference.act({**common, "hidden": hidden["keras"]})
+        where = f"(batch {batch}, step {t})"
+        for name, run in runners.items():
+            got = run({**common, "hidden": hidden[name]})
+            compare(report, name, spec.ACT, got, expected, atol, where)
+            hidden[name] = np.asarray(got["next_hidden"], np.float32)
+        hidden["keras"] = expected["next_hidden"]
+        last_action = np.where(expected["action"] >= 0, expected["action"], rng.integers(0, a, batch))
+        last_action = last_action.astype(np.int32)
+        reset = rng.random(batch) < p_reset
+        if reset.any():
+            for name in hidden:
+                hidden[name] = hidden[name].copy()
+                hidden[name][reset] = 0.0
+            last_action[reset] = -1
+            agent_id = np.where(reset, rng.integers(0, n, batch), agent_id).astype(np.int32)
+
+
+def mix_compare(reference, runners: dict, sizes: dict, report: ValidationReport, batch: int,
+                rng, atol: float, grad_atol: float) -> None:
+    n, s = int(sizes["n_agents"]), int(sizes["state_dim"])
+    feed = {
+        "agent_qs": (rng.normal(size=(batch, n)) * 5.0).astype(np.float32),
+        "state": rng.normal(size=(batch, s)).astype(np.float32),
+    }
+    where = f"(batch {batch})"
+    expected = reference.mix(feed)
+    expected_grad = reference.mix_grad(feed)
+    for name, (mix, mix_grad) in runners.items():
+        compare(report, name, spec.MIX, mix(feed), expected, atol, where)
+        got = mix_grad(feed)
+        compare(report, name, spec.MIX_GRAD, {"q_tot": got.get("q_tot", np.empty(0))},
+                {"q_tot": expected_grad["q_tot"]}, atol, where)
+        compare(report, name, spec.MIX_GRAD, {"dq_tot_dq": got.get("dq_tot_dq", np.empty(0))},
+                {"dq_tot_dq": expected_grad["dq_tot_dq"]}, grad_atol, where)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = 1e-5,
+                    grad_atol: float = 1e-4, batch_sizes=(1, 7), steps: int = 20,
+                    seed: int = 0) -> ValidationReport:
+    """Validates an exported version; returns a `ValidationReport` or raises a `ValidationError`.
+
+    Args:
+        version_dir: `<out>/<name>/<version>`.
+        run_dir: the run it was exported from. If omitted, the run recorded
+            in metadata.json is used when it still exists; otherwise the
+            SavedModel serves as the reference for the ONNX graphs.
+        loaded: an already loaded `LoadedRun` (saves reloading it).
+        atol: tolerance for Qs, hidden states and Q_tot.
+        grad_atol: tolerance for the mixer weights dQ_tot/dQ_a (compared with
+            a GradientTape, whose summation order differs).
+        batch_sizes, steps, seed: shape and length of the generated rollouts.
+    """
+    version_dir = Path(version_dir)
+    if not version_dir.is_dir():
+        raise MissingArtifactError(version_dir, "no such version directory")
+    metadata = check_files(version_dir)
+    sizes = metadata["sizes"]
+
+    saved_model = SavedModelRunner(version_dir)
+    try:
+        for name, (inputs, outputs) in spec.SIGNATURES.items():
+            saved_model.check_signature(name, inputs, outputs)
+        saved_model.check_signature(spec.SERVING_DEFAULT, spec.ACT_INPUTS, spec.ACT_OUTPUTS)
+        onnx = {f: OnnxRunner(version_dir / f, sig) for f, sig in spec.ONNX_FILES.items()}
+
+        reference, reference_name = _reference(metadata, run_dir, loaded)
+        act_runners = {
+            "saved_model": lambda feed: saved_model.run(spec.ACT, feed),
+            "saved_model/serving_default": lambda feed: saved_model.run(spec.SERVING_DEFAULT, feed),
+            spec.AGENT_ONNX: onnx[spec.AGENT_ONNX].run,
+        }
+        mix_runners = {
+            "saved_model": (lambda feed: saved_model.run(spec.MIX, feed),
+                            lambda feed: saved_model.run(spec.MIX_GRAD, feed)),
+            "onnx": (onnx[spec.MIXER_ONNX].run, onnx[spec.MIXER_GRAD_ONNX].run),
+        }
+        if reference is None:
+            reference_name = "saved_model (no Keras run available)"
+            reference = _SavedModelReference(saved_model)
+            act_runners.pop("saved_model")
+            mix_runners.pop("saved_model")
+
+        report = ValidationReport(version_dir, reference_name, steps=steps, batch_sizes=tuple(batch_sizes))
+        rng = np.random.default_rng(seed)
+        for batch in batch_sizes:
+            rollout_compare(reference, act_runners, sizes, report, batch, steps, rng, atol)
+            mix_compare(reference, mix_runners, sizes, report, batch, rng, atol, grad_atol)
+        return report
+    finally:
+        saved_model.close()
+
+
+class _SavedModelReference:
+    def __init__(self, saved_model: SavedModelRunner):
+        self._sm = saved_model
+
+    def act(self, feed):
+        return {k: np.asarray(v) for k, v in self._sm.run(spec.ACT, feed).items()}
+
+    def mix(self, feed):
+        return self._sm.run(spec.MIX, feed)
+
+    def mix_grad(self, feed):
+        return self._sm.run(spec.MIX_GRAD, feed)
+
+
+def _reference(metadata: dict, run_dir, loaded):
+    if loaded is None:
+        candidate = run_dir or metadata.get("source", {}).get("run_dir")
+        if candidate is None or not (Path(candidate) / "model.keras").is_file():
+            if run_dir is not None:
+                raise MissingArtifactError(Path(run_dir) / "model.keras", "the run to compare with")
+            return None, None
+        from kqmix.training import load_run
+
+        loaded = load_run(candidate)
+    return KerasReference(loaded.agent, loaded.mixer), f"Keras model of {loaded.run_dir}"

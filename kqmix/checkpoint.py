@@ -1,0 +1,141 @@
+"""Checkpoints that survive a crash: atomic, checksummed, pickle-free.
+
+A checkpoint is a directory `checkpoints/ckpt-<t_env>/` holding
+
+* `variables.npz` - every learner variable (agent, mixer, their targets,
+  optimizer slots, counters, reward statistics), keyed by position;
+* `state.json` - loop counters, RNG states, best test return;
+* `buffer.npz` - the replay buffer (optional);
+* `manifest.json` - sha256 of each file above, written last.
+
+It is assembled in a temporary directory and renamed into place, so a
+checkpoint directory either is complete or does not exist. Loading verifies
+every checksum; a damaged checkpoint is skipped with a warning naming the
+file, and the previous good one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+PREFIX = "ckpt-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, damaged, or does not match the run."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checkpoint_name(t_env: int) -> str:
+    return f"{PREFIX}{t_env:012d}"
+
+
+def write_checkpoint(root: Path, t_env: int, arrays: dict[str, dict[str, np.ndarray]], state: dict) -> Path:
+    """Writes `root/ckpt-<t_env>/` atomically; `arrays` maps file stem -> named arrays."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(t_env)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-ckpt-"))
+    try:
+        files = {}
+        for stem, named in arrays.items():
+            path = tmp / f"{stem}.npz"
+            with open(path, "wb") as fh:
+                np.savez(fh, **named)
+                fh.flush()
+                os.fsync(fh.fileno())
+            files[path.name] = _sha256(path)
+        state_path = tmp / "state.json"
+        state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
+        files["state.json"] = _sha256(state_path)
+        with open(tmp / MANIFEST, "w") as fh:
+            json.dump({"files": files, "t_env": t_env}, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if final.exists():  # a re-run of the same step after a resume
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raises `CheckpointError` naming the first missing or damaged file."""
+    manifest_path = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{manifest_path}: unreadable checkpoint manifest ({exc}).") from exc
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing from checkpoint.")
+        if _sha256(file) != expected:
+            raise CheckpointError(f"{file}: checksum mismatch (truncated or corrupted).")
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Checkpoint directories, oldest first (temporary directories ignored)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    verify_checkpoint(path)
+    arrays = {}
+    for file in sorted(path.glob("*.npz")):
+        with np.load(file, allow_pickle=False) as data:
+            arrays[file.stem] = {k: data[k] for k in data.files}
+    state = json.loads((path / "state.json").read_text())
+    return arrays, state
+
+
+def load_latest(root: Path):
+    """The newest intact checkpoint as `(path, arrays, state)`, or None if there is none.
+
+    Damaged checkpoints are skipped with a warning that names the bad file.
+    """
+    for path in reversed(list_checkpoints(root)):
+        try:
+            arrays, state = load_checkpoint(path)
+        except (CheckpointError, OSError, ValueError) as exc:
+            warnings.warn(f"Skipping damaged checkpoint: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        return path, arrays, state
+    return None
+
+
+def prune(root: Path, keep: int, protect: Path | None = None) -> None:
+    """Deletes all but the newest `keep` checkpoints, never `protect` (the best one)."""
+    checkpoints = list_checkpoints(root)
+    for path in checkpoints[: max(len(checkpoints) - keep, 0)]:
+        if protect is None or path.resolve() != protect.resolve():
+            shutil.rmtree(path, ignore_errors=True)

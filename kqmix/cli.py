@@ -1,0 +1,206 @@
+"""The `kqmix` command line.
+
+    kqmix train [--preset NAME] [--set key=value ...] [--deterministic] [--quiet]
+    kqmix train --resume RUN_DIR [--set t_max=...]
+    kqmix evaluate RUN_DIR|EXPORT_DIR [--episodes 100] [--report PATH]
+    kqmix plot RUN_DIR [RUN_DIR ...] [--out curves.png]
+    kqmix presets [--keys]
+    kqmix export RUN_DIR [--name NAME] [--out saved_models] [--check]
+    kqmix validate VERSION_DIR [--run RUN_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _quiet_tensorflow():
+    """Imports TensorFlow without its C++ start-up chatter on the terminal.
+
+    `TF_CPP_MIN_LOG_LEVEL` silences TensorFlow's own logging, but a few lines
+    are printed before that logging is initialised; they go to file
+    descriptor 2 during the import, which is pointed at /dev/null meanwhile.
+    Python exceptions are unaffected (they are printed after it is restored).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_logical_devices()  # device probing logs here, once
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cmd_train(args) -> int:
+    from .config import Config, ConfigError, make_config
+    from .training import RunError, train
+
+    overrides = list(args.overrides) + (["deterministic=true"] if args.deterministic else [])
+    try:
+        if args.resume:
+            if args.preset:
+                raise ConfigError("--preset cannot be combined with --resume (the run keeps its config).")
+            config_path = os.path.join(args.resume, "config.json")
+            if not os.path.isfile(config_path):
+                raise RunError(f"{args.resume} is not a kqmix run directory (no config.json).")
+            saved = Config.load(config_path)
+            config = saved.replace(**dict(_parse(o) for o in overrides))
+        else:
+            config = make_config(args.preset, overrides)
+        preset = args.preset or _default_preset()
+        result = train(config, preset=preset, run_dir=args.resume or args.run_dir,
+                       quiet=args.quiet, resume=bool(args.resume))
+    except (ConfigError, RunError) as exc:
+        print(f"kqmix train: {exc}", file=sys.stderr)
+        return 2
+    test = "n/a" if result.test_return_mean is None else f"{result.test_return_mean:.4g}"
+    print(
+        f"Finished {result.t_env:,} env steps ({result.episodes:,} episodes, "
+        f"{result.train_steps:,} updates); greedy test return {test}.\nRun directory: {result.run_dir}"
+    )
+    return 0
+
+
+def _parse(text):
+    from .config import parse_override
+
+    return parse_override(text)
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluation import EvaluationError, evaluate_path
+
+    try:
+        report = evaluate_path(args.path, episodes=args.episodes, seed=args.seed,
+                               report_path=args.report, render=args.render)
+    except EvaluationError as exc:
+        print(f"kqmix evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{report['episodes']} greedy episodes on {report['env']}"
+        f"{':' + report['env_key'] if report['env_key'] else ''}: "
+        f"return {report['return_mean']:.4g} ± {report['return_std']:.4g}"
+        f" (min {report['return_min']:.4g}, max {report['return_max']:.4g}). Report: {report['report_path']}"
+    )
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plotting import PlotError, plot_runs
+
+    try:
+        out = plot_runs(args.runs, args.out)
+    except PlotError as exc:
+        print(f"kqmix plot: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote {out}")
+    return 0
+
+
+def _default_preset() -> str:
+    from .presets import DEFAULT_PRESET
+
+    return DEFAULT_PRESET
+
+
+def _cmd_presets(args) -> int:
+    from dataclasses import fields
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .config import Config
+    from .presets import DEFAULT_PRESET, PRESETS
+
+    console = Console()
+    if args.keys:
+        table = Table(title="Config keys (kqmix train --set key=value)")
+        for col in ("key", "type", "default"):
+            table.add_column(col)
+        for f in fields(Config):
+            table.add_row(f.name, str(f.type), repr(f.default))
+        console.print(table)
+        return 0
+    table = Table(title="Presets (kqmix train --preset NAME)")
+    table.add_column("preset")
+    table.add_column("settings")
+    for name, values in PRESETS.items():
+        label = f"{name} (default)" if name == DEFAULT_PRESET else name
+        table.add_row(label, ", ".join(f"{k}={v}" for k, v in values.items()))
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="kqmix", description="QMIX for Keras 3: train cooperative agents, export them, run them."
+    )
+    parser.add_argument("--version", action="version", version=f"kqmix {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train QMIX/VDN on an environment")
+    train.add_argument("--preset", default=None, help="named preset (see `kqmix presets`)")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key; repeatable (see `kqmix presets --keys`)",
+    )
+    train.add_argument("--run-dir", default=None, help="write the run here instead of runs/<name>")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR",
+                       help="continue a run from its newest intact checkpoint")
+    train.add_argument("--deterministic", action="store_true",
+                       help="seed everything and use deterministic TensorFlow ops")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="greedy evaluation of a run or an exported version")
+    evaluate.add_argument("path", help="a run directory or an export version directory")
+    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    evaluate.add_argument("--report", default=None,
+                          help="JSON report path (default: evaluation.json in a run directory, "
+                               "./evaluation.json for an export)")
+    evaluate.add_argument("--render", action="store_true", help="render episodes where the environment can")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    plot = sub.add_parser("plot", help="learning curves of one or more runs as a PNG")
+    plot.add_argument("runs", nargs="+", help="run directories (runs differing only in seed form a band)")
+    plot.add_argument("--out", default="curves.png")
+    plot.set_defaults(func=_cmd_plot)
+
+    presets = sub.add_parser("presets", help="list presets, or with --keys every config key")
+    presets.add_argument("--keys", action="store_true")
+    presets.set_defaults(func=_cmd_presets)
+
+    import importlib.util
+
+    if importlib.util.find_spec("kqmix.export.cli") is not None:
+        from .export.cli import add_commands
+
+        add_commands(sub)
+    return parser
+
+
+_TF_COMMANDS = {"train", "evaluate", "export", "validate"}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _TF_COMMANDS.intersection(argv[:1]):
+        _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

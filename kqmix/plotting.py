@@ -1,0 +1,83 @@
+"""Learning curves as a PNG (`kqmix plot`)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+
+
+class PlotError(ValueError):
+    """The given directories cannot be plotted."""
+
+
+def read_metrics(run_dir) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise PlotError(f"{run_dir} is not a kqmix run directory (no metrics.jsonl).")
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # a half-written last line of a killed run
+    if not rows:
+        raise PlotError(f"{path} holds no metrics yet.")
+    return rows
+
+
+def _group_key(run_dir: Path) -> str:
+    """Runs that differ only in their seed share a curve (mean and band)."""
+    config = Config.load(run_dir / "config.json").to_dict()
+    seedless = {k: v for k, v in config.items() if k not in ("seed", "runs_dir")}
+    label = config["env"] + (f":{config['env_key']}" if config["env_key"] else "") + f" {config['mixer']}"
+    return label, json.dumps(seedless, sort_keys=True)
+
+
+def plot_runs(run_dirs, out="curves.png") -> Path:
+    """Plots return and greedy test return against env steps for each group of runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = defaultdict(list)
+    labels = {}
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / "config.json").is_file():
+            raise PlotError(f"{run_dir} is not a kqmix run directory (no config.json).")
+        label, key = _group_key(run_dir)
+        groups[key].append(read_metrics(run_dir))
+        labels[key] = label
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for key, runs in groups.items():
+        n = len(runs)
+        for ax, metric, title in ((axes[0], "return_mean", "training return (exploring)"),
+                                  (axes[1], "test_return_mean", "greedy test return")):
+            # Align runs on their shared logging steps.
+            steps = sorted(set.intersection(*[{r["t_env"] for r in rows if r.get(metric) is not None} for rows in runs]))
+            if not steps:
+                continue
+            values = np.array([[next(r[metric] for r in rows if r["t_env"] == s) for s in steps] for rows in runs])
+            mean = values.mean(0)
+            line, = ax.plot(steps, mean, label=f"{labels[key]} ({n} seed{'s' if n > 1 else ''})")
+            if n > 1:
+                ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+            ax.set_title(title)
+    for ax in axes:
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("episode return")
+    axes[1].legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    tmp.replace(out)
+    return out
