@@ -9,7 +9,7 @@ For Level-Based Foraging and MPE simple_spread this measures
   epsilon-greedy with an untrained QMIX agent (`NumpyAgentPolicy`);
 * at M = 8, the acting cost per environment step: time in `policy.step`
   plus action selection, divided by the environment steps it served;
-* optionally (`--subprocess`) `VectorRunner` over `SubprocessVecEnv` workers.
+* optionally (`--subprocess`) `Runner` over `SubprocessVecEnv` workers.
 
 Each figure is the median of `--repeats` runs. Usage:
 
@@ -173,12 +173,12 @@ def main():
             rate, acting, cpu = median(lambda: runner_rate(envs, policy, args.seconds), args.repeats)
             rows.append((label, f"Runner M={m}", rate, acting, cpu))
         if args.subprocess:
-            from kqmix.envs.vector import SubprocessVecEnv, VectorRunner
+            from kqmix.envs.vector import SubprocessVecEnv
 
             with SubprocessVecEnv(name, key, n_envs=8, n_workers=2) as vec:
                 rate, acting, cpu = median(
-                    lambda: runner_rate(vec.envs, policy, args.seconds, VectorRunner), args.repeats)
-            rows.append((label, "VectorRunner M=8, 2 workers", rate, acting, cpu))
+                    lambda: runner_rate(vec.envs, policy, args.seconds, Runner), args.repeats)
+            rows.append((label, "Runner M=8, 2 workers (subprocess)", rate, acting, cpu))
 
     print(f"\n{'environment':<20} {'collection':<30} {'env steps/s':>12} {'acting us/step':>15} {'(CPU us)':>9}")
     print("-" * 90)

@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .learner import BATCH_KEYS
-
-
-def episode_arrays(info, n_episodes: int) -> dict[str, np.ndarray]:
-    """Zeroed arrays for `n_episodes` padded episodes (layout in `kqmix.learner`)."""
-    t, n, a = info.episode_limit, info.n_agents, info.n_actions
-    return {
-        "obs": np.zeros((n_episodes, t + 1, n, info.obs_dim), np.float32),
-        "state": np.zeros((n_episodes, t + 1, info.state_dim), np.float32),
-        "avail_actions": np.zeros((n_episodes, t + 1, n, a), np.float32),
-        "actions": np.zeros((n_episodes, t, n), np.int32),
-        "reward": np.zeros((n_episodes, t), np.float32),
-        "terminated": np.zeros((n_episodes, t), np.float32),
-        "filled": np.zeros((n_episodes, t), np.float32),
-    }
+from .batch import BATCH_KEYS, episode_arrays
 
 
 class EpisodeBuffer:

@@ -15,6 +15,11 @@ import argparse
 import os
 import sys
 
+# Acting multiplies matrices of a few dozen rows; OpenBLAS's thread pool
+# costs more than it saves there and competes with TensorFlow for the cores.
+# Must be set before numpy loads; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def _quiet_tensorflow():
     """Imports TensorFlow without its C++ start-up chatter on the terminal.
@@ -41,8 +46,7 @@ def _quiet_tensorflow():
 
 
 def _cmd_train(args) -> int:
-    from .config import Config, ConfigError, make_config
-    from .training import RunError, train
+    from .config import Config, ConfigError, RunError, make_config
 
     overrides = list(args.overrides) + (["deterministic=true"] if args.deterministic else [])
     try:
@@ -57,6 +61,9 @@ def _cmd_train(args) -> int:
         else:
             config = make_config(args.preset, overrides)
         preset = args.preset or _default_preset()
+        _quiet_tensorflow()
+        from .training import train
+
         result = train(config, preset=preset, run_dir=args.resume or args.run_dir,
                        quiet=args.quiet, resume=bool(args.resume))
     except (ConfigError, RunError) as exc:
@@ -79,6 +86,7 @@ def _parse(text):
 def _cmd_evaluate(args) -> int:
     from .evaluation import EvaluationError, evaluate_path
 
+    _quiet_tensorflow()
     try:
         report = evaluate_path(args.path, episodes=args.episodes, seed=args.seed,
                                report_path=args.report, render=args.render)
@@ -191,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TF_COMMANDS = {"train", "evaluate", "export", "validate"}
+# The deployment commands import TensorFlow inside their handlers; load it
+# first so its start-up lines stay off the terminal.
+_TF_COMMANDS = {"export", "validate"}
 
 
 def main(argv=None) -> int:

@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A configuration key or value is invalid."""
 
 
+class RunError(ValueError):
+    """A run directory is missing, not a run, or cannot be resumed as asked."""
+
+
 @dataclass(frozen=True)
 class Config:
     # --- environment -----------------------------------------------------
@@ -35,6 +39,8 @@ class Config:
     """Environment steps (summed over parallel environments) to train for."""
     batch_size_run: int = 1
     """Environments stepped in lockstep by the runner."""
+    env_workers: int = 0
+    """Worker processes for the training environments (0 = step them in this process)."""
 
     # --- networks --------------------------------------------------------
     mixer: str = "qmix"
@@ -135,6 +141,8 @@ class Config:
                      "checkpoint_interval", "checkpoint_keep"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
         need(self.test_nepisode >= 0, "test_nepisode", "an integer >= 0")
+        need(0 <= self.env_workers <= self.batch_size_run, "env_workers",
+             f"an integer in [0, batch_size_run={self.batch_size_run}]")
         need(self.mixer in ("qmix", "vdn"), "mixer", "'qmix' or 'vdn'")
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")
@@ -268,6 +276,7 @@ def make_config(preset: str | None = None, overrides: list[str] | dict | None = 
 __all__ = [
     "Config",
     "ConfigError",
+    "RunError",
     "PRESETS",
     "DEFAULT_PRESET",
     "make_config",

@@ -1,11 +1,6 @@
 """The QMIX learner: a `tf.function` TD step over batches of padded episodes.
 
-Batch layout (numpy or tensors; T = episode limit):
-
-* `obs (B, T+1, N, O)`, `state (B, T+1, S)`, `avail_actions (B, T+1, N, A)`:
-  step t's inputs, plus the final next step at index t+1;
-* `actions (B, T, N)` int32, `reward (B, T)`, `terminated (B, T)`,
-  `filled (B, T)`: 1 where step t is a real transition, 0 where padded.
+The batch layout is described in `kqmix.batch`.
 """
 
 from __future__ import annotations
@@ -14,9 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .batch import BATCH_KEYS, episode_layout
 from .networks import agent_from_config, build_qmix_model, mixer_from_config
 
-BATCH_KEYS = ("obs", "state", "avail_actions", "actions", "reward", "terminated", "filled")
 METRIC_KEYS = ("loss", "td_error_abs", "q_taken_mean", "target_mean", "grad_norm", "target_updated")
 
 
@@ -91,16 +86,8 @@ class QLearner:
             0, dtype=tf.int64, trainable=False, name="last_target_update_episode"
         )
         self.optimizer.build(self.trainable_variables)
-        t = info.episode_limit
-        n, a = info.n_agents, info.n_actions
         signature = {
-            "obs": tf.TensorSpec((None, t + 1, n, info.obs_dim), tf.float32),
-            "state": tf.TensorSpec((None, t + 1, info.state_dim), tf.float32),
-            "avail_actions": tf.TensorSpec((None, t + 1, n, a), tf.float32),
-            "actions": tf.TensorSpec((None, t, n), tf.int32),
-            "reward": tf.TensorSpec((None, t), tf.float32),
-            "terminated": tf.TensorSpec((None, t), tf.float32),
-            "filled": tf.TensorSpec((None, t), tf.float32),
+            key: tf.TensorSpec((None, *shape), dtype) for key, (shape, dtype) in episode_layout(info).items()
         }
         self.train_step = tf.function(
             self._train_step,

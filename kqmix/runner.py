@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .buffer import episode_arrays
+from .batch import episode_arrays
+from .envs.vector import reset_envs, step_envs
 
 
 class LinearEpsilon:
@@ -34,6 +35,9 @@ class RolloutStats:
 
 class Runner:
     """Runs one episode in each of M environments at once.
+
+    With the proxies of one `kqmix.envs.vector.SubprocessVecEnv`, all active
+    environments step in their worker processes at the same time.
 
     Args:
         envs: M environments implementing the kqmix contract (same sizes).
@@ -67,7 +71,7 @@ class Runner:
         elif len(seeds) != self.n_envs:
             raise ValueError(f"run() got {len(seeds)} seeds for {self.n_envs} environments.")
         self._seeded = True
-        return [env.reset(seed=s) for env, s in zip(self.envs, seeds)]
+        return reset_envs(self.envs, seeds)
 
     def run(self, epsilon: float = 0.0, greedy: bool = False, seeds=None):
         """Collects one episode per environment.
@@ -102,8 +106,10 @@ class Runner:
                 actions = self.policy.epsilon_greedy(q, avail, epsilon, self.rng)
             last_action = actions
             actions = actions.reshape(m, n)
-            for i in np.flatnonzero(active):
-                obs_i, state_i, avail_i, reward, terminated, truncated, _ = self.envs[i].step(actions[i])
+            # Environments of one worker pool step in a single batched call.
+            idx = np.flatnonzero(active)
+            results = step_envs(self.envs, idx, actions[idx])
+            for i, (obs_i, state_i, avail_i, reward, terminated, truncated, _) in zip(idx, results):
                 ep["actions"][i, t] = actions[i]
                 ep["reward"][i, t] = reward
                 ep["terminated"][i, t] = float(terminated)

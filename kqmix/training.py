@@ -11,6 +11,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .config import Config, write_json_atomic
+from .config import Config, RunError, write_json_atomic
 
 
 @dataclass
@@ -102,10 +103,6 @@ RESUMABLE_KEYS = ("t_max", "checkpoint_interval", "checkpoint_keep", "checkpoint
                   "runs_dir", "tensorboard", "log_interval", "test_interval", "test_nepisode")
 
 
-class RunError(ValueError):
-    """A run directory is missing, not a run, or cannot be resumed as asked."""
-
-
 def check_resumable(saved: Config, requested: Config) -> None:
     changed = [
         f"{k} (run: {getattr(saved, k)!r}, given: {getattr(requested, k)!r})"
@@ -175,6 +172,9 @@ def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = Fa
             raise RunError(f"{run_dir} has no intact checkpoint to resume from.")
         preset = json.loads((run_dir / "env.json").read_text()).get("preset", preset)
 
+    elif run_dir is not None and (Path(run_dir) / "config.json").exists():
+        raise RunError(f"{run_dir} already holds a run; resume it with --resume or choose another directory.")
+
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -184,7 +184,14 @@ def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = Fa
     config.save(run_dir / "config.json")
 
     m = config.batch_size_run
-    envs = [make_env(config.env, config.env_key) for _ in range(m)]
+    vec = None
+    if config.env_workers:
+        from .envs.vector import SubprocessVecEnv
+
+        vec = SubprocessVecEnv(config.env, config.env_key, n_envs=m, n_workers=config.env_workers)
+        envs = vec.envs
+    else:
+        envs = [make_env(config.env, config.env_key) for _ in range(m)]
     test_envs = [make_env(config.env, config.env_key) for _ in range(m)]
     write_json_atomic(run_dir / "env.json", {**env_description(config, envs[0]), "preset": preset})
     info = envs[0].info
@@ -243,7 +250,9 @@ def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = Fa
         disable=quiet,
     )
     start = time.perf_counter() - loop["elapsed"]
-    with progress, open(metrics_path, "a") as metrics_file:
+    with progress, open(metrics_path, "a") as metrics_file, contextlib.ExitStack() as cleanup:
+        if vec is not None:
+            cleanup.callback(vec.close)
         task = progress.add_task("train", total=config.t_max, status="", completed=loop["t_env"])
         while loop["t_env"] < config.t_max:
             eps = epsilon(loop["t_env"])

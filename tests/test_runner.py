@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from kqmix.buffer import EpisodeBuffer, episode_arrays
+from kqmix.batch import episode_arrays
+from kqmix.buffer import EpisodeBuffer
 from kqmix.config import Config
 from kqmix.envs import EnvInfo, make_env
 from kqmix.policy import NumpyAgentPolicy

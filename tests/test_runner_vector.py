@@ -120,14 +120,12 @@ def pool():
 
 
 def test_subprocess_envs_collect_the_same_episodes(pool):
-    from kqmix.envs.vector import VectorRunner
-
     name, key = "lbf", "Foraging-8x8-2p-2f-coop-v3"
     policy = make_policy(name, key, seed=2)
     assert pool.envs[0].info == make_env(name, key).info
     assert pool.envs[0].notes == make_env(name, key).notes
     local = Runner([make_env(name, key) for _ in range(4)], policy, seed=3)
-    remote = VectorRunner(pool.envs, policy, seed=3)
+    remote = Runner(pool.envs, policy, seed=3)
     for _ in range(2):  # the second episode continues unseeded streams
         ep_local, stats_local = local.run(epsilon=0.3)
         ep_remote, stats_remote = remote.run(epsilon=0.3)

@@ -161,6 +161,7 @@ def test_bad_input_is_refused_and_changes_nothing(reference_runs, tmp_path):
         (["train", "--resume", str(tmp_path)], "is not a kqmix run directory"),
         (["train", "--resume", str(run_dir), "--set", "lr=0.1"], "incompatible config; these keys differ: lr"),
         (["train", "--resume", str(run_dir), "--preset", "two_step"], "cannot be combined with --resume"),
+        (["train", "--preset", "two_step", "--run-dir", str(run_dir)], "already holds a run"),
         (["evaluate", str(tmp_path)], "neither a run directory"),
         (["plot", str(tmp_path)], "not a kqmix run directory"),
     ]

@@ -109,7 +109,7 @@ class CheckedEnv(MultiAgentEnv):
         obs = self._check_array("obs", obs, (self.n_agents, self.obs_dim))
         state = self._check_array("state", state, (self.state_dim,))
         avail = self._check_array("avail_actions", avail, (self.n_agents, self.n_actions))
-        if not np.isin(avail, (0.0, 1.0)).all():
+        if not ((avail == 0.0) | (avail == 1.0)).all():
             raise EnvContractError(
                 f"{self.name} at step {self._t}: `avail_actions` must hold only 0 and 1."
             )

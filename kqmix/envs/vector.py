@@ -6,13 +6,11 @@ exposes:
 
 * `envs`: M `SubprocessEnv` proxies, each implementing the kqmix contract
   (`info`, `n_agents`, ..., `action_meanings`, `notes`, `reset(seed=)`,
-  `step(actions)`), so `kqmix.runner.Runner` uses them unchanged. A plain
-  `Runner` steps them one at a time, which isolates the environments in
-  their own processes but does not overlap their work;
+  `step(actions)`), so `kqmix.runner.Runner` uses them unchanged;
 * `step_many` / `reset_many`: one message per worker for many environments,
-  so the workers step their environments at the same time. `VectorRunner`
-  (a `Runner` that steps all active environments in one such call) uses
-  them; it collects exactly the episodes `Runner` collects.
+  so the workers step their environments at the same time. `Runner` uses
+  them (through `step_envs` / `reset_envs`) whenever its environments are
+  proxies of one pool.
 
 Every environment is built inside its worker by `make_env(name, key)` (a
 `CheckedEnv`), so contract violations are detected where they happen and
@@ -243,77 +241,3 @@ def reset_envs(envs, seeds):
     if pool is not None:
         return pool.reset_many([env.index for env in envs], seeds)
     return [env.reset(seed=s) for env, s in zip(envs, seeds)]
-
-
-def _make_vector_runner():
-    from ..buffer import episode_arrays
-    from ..runner import RolloutStats, Runner
-
-    class VectorRunner(Runner):
-        """`Runner` whose environments are stepped with one batched call per timestep.
-
-        With `SubprocessEnv` proxies from one `SubprocessVecEnv`, all active
-        environments step in their workers at the same time; with ordinary
-        environments it behaves exactly like `Runner`. The collected
-        episodes are identical to `Runner`'s for the same seeds.
-        """
-
-        def _reset_all(self, seeds=None):
-            if seeds is None:
-                seeds = [None] * self.n_envs if self._seeded else [self.seed + i for i in range(self.n_envs)]
-            elif len(seeds) != self.n_envs:
-                raise ValueError(f"run() got {len(seeds)} seeds for {self.n_envs} environments.")
-            self._seeded = True
-            return reset_envs(self.envs, seeds)
-
-        def run(self, epsilon: float = 0.0, greedy: bool = False, seeds=None):
-            """Collects one episode per environment, exactly as `Runner.run` does."""
-            info, m, n = self.info, self.n_envs, self.info.n_agents
-            ep = episode_arrays(info, m)
-            returns = np.zeros(m, np.float64)
-            lengths = np.zeros(m, np.int64)
-            for i, (obs, state, avail) in enumerate(self._reset_all(seeds)):
-                ep["obs"][i, 0], ep["state"][i, 0], ep["avail_actions"][i, 0] = obs, state, avail
-            agent_id = np.tile(np.arange(n, dtype=np.int32), m)  # (M*N,)
-            last_action = np.full(m * n, -1, np.int32)
-            hidden = self.policy.initial_hidden(m * n)
-            active = np.ones(m, bool)
-            for t in range(info.episode_limit):
-                obs = ep["obs"][:, t].reshape(m * n, -1)
-                avail = ep["avail_actions"][:, t].reshape(m * n, -1)
-                avail = np.where(np.repeat(active, n)[:, None], avail, 1.0)
-                q, hidden = self.policy.step(obs, agent_id, last_action, hidden)
-                if greedy:
-                    actions = self.policy.greedy(q, avail)
-                else:
-                    actions = self.policy.epsilon_greedy(q, avail, epsilon, self.rng)
-                last_action = actions
-                actions = actions.reshape(m, n)
-                idx = np.flatnonzero(active)
-                results = step_envs(self.envs, idx, actions[idx])
-                for i, (obs_i, state_i, avail_i, reward, terminated, truncated, _) in zip(idx, results):
-                    ep["actions"][i, t] = actions[i]
-                    ep["reward"][i, t] = reward
-                    ep["terminated"][i, t] = float(terminated)
-                    ep["filled"][i, t] = 1.0
-                    ep["obs"][i, t + 1], ep["state"][i, t + 1] = obs_i, state_i
-                    ep["avail_actions"][i, t + 1] = avail_i
-                    returns[i] += reward
-                    lengths[i] += 1
-                    if terminated or truncated or t + 1 == info.episode_limit:
-                        active[i] = False
-                if not active.any():
-                    break
-            return ep, RolloutStats(returns=returns, lengths=lengths)
-
-    return VectorRunner
-
-
-def __getattr__(name):
-    # `VectorRunner` subclasses `kqmix.runner.Runner`, whose imports load
-    # TensorFlow; building it on first use keeps the workers TensorFlow-free.
-    if name == "VectorRunner":
-        cls = _make_vector_runner()
-        globals()["VectorRunner"] = cls
-        return cls
-    raise AttributeError(name)
