@@ -81,7 +81,7 @@ class Runner:
         and continues its own random stream afterwards.
 
         Returns `(episodes, stats)`: a dict of padded arrays with a leading
-        axis of M (layout in `kqmix.learner`) and a `RolloutStats`.
+        axis of M (layout in `kqmix.batch`) and a `RolloutStats`.
         """
         info, m, n = self.info, self.n_envs, self.info.n_agents
         ep = episode_arrays(info, m)

@@ -4,9 +4,10 @@ A run directory holds:
 
 * `config.json` - the full `Config`;
 * `env.json` - environment name, key, sizes, action meanings, fallback notes;
-* `metrics.jsonl` - one JSON object per logged row;
+* `metrics.jsonl` and `tb/` - the logged scalars as JSON lines and TensorBoard events;
+* `checkpoints/` - see `kqmix.checkpoint`; `train(..., resume=True)` continues from them;
 * `model.keras` - the Functional agents + mixer model (written atomically);
-* `run.json` - env steps, episodes, train steps, last greedy test return.
+* `run.json` - env steps, episodes, train steps, last and best greedy test return.
 """
 
 from __future__ import annotations
