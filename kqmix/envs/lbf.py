@@ -28,12 +28,12 @@ import numpy as np
 
 from ._extras import require
 from ._keys import parse_key
-from .base import MultiAgentEnv
+from ._gym import GymTeamEnv
 
 DEFAULT_ID = "Foraging-8x8-2p-2f-coop-v3"
 
 
-class LBFEnv(MultiAgentEnv):
+class LBFEnv(GymTeamEnv):
     """Level-Based Foraging adapter.
 
     Args:
@@ -75,37 +75,26 @@ class LBFEnv(MultiAgentEnv):
         )
         self._t = 0
 
-    def _observe(self, nobs):
-        obs = np.stack([np.asarray(o, np.float32).reshape(-1) for o in nobs])  # (N, O)
+    def _avail_actions(self):
         avail = np.zeros((self.n_agents, self.n_actions), np.float32)  # (N, A)
         valid = self._lbf._valid_actions
         for i, player in enumerate(self._lbf.players):
             avail[i, [a.value for a in valid[player]]] = 1.0
-        return obs, obs.reshape(-1), avail
-
-    def reset(self, seed=None):
-        self._t = 0
-        nobs, _ = self._env.reset(seed=seed)
-        return self._observe(nobs)
+        return avail
 
     def step(self, actions):
-        nobs, rewards, done, truncated, info = self._env.step([int(a) for a in actions])
-        self._t += 1
-        obs, state, avail = self._observe(nobs)
+        obs, state, avail, reward, done, truncated, info = self._step_env(actions)
         # All food collected is the task's natural end; anything else that
         # ends the episode (LBF's step limit, a TimeLimit wrapper) is a
         # time limit and must bootstrap.
-        terminated = bool(done) and int(self._lbf.field.sum()) == 0
-        truncated = (bool(done) or bool(truncated) or self._t >= self.episode_limit) and not terminated
-        return obs, state, avail, float(np.sum(rewards)), terminated, truncated, info
+        terminated = done and int(self._lbf.field.sum()) == 0
+        truncated = (done or truncated or self._t >= self.episode_limit) and not terminated
+        return obs, state, avail, reward, terminated, truncated, info
 
     def valid_actions(self) -> list[list[int]]:
         """The environment's own valid actions per agent (for tests and debugging)."""
         valid = self._lbf._valid_actions
         return [sorted(a.value for a in valid[p]) for p in self._lbf.players]
-
-    def close(self):
-        self._env.close()
 
 
 def make_lbf(key: str) -> LBFEnv:

@@ -24,12 +24,12 @@ import numpy as np
 
 from ._extras import require
 from ._keys import parse_key
-from .base import MultiAgentEnv
+from ._gym import GymTeamEnv
 
 DEFAULT_ID = "rware-tiny-2ag-v2"
 
 
-class RwareEnv(MultiAgentEnv):
+class RwareEnv(GymTeamEnv):
     """Multi-Robot Warehouse adapter.
 
     Args:
@@ -79,24 +79,14 @@ class RwareEnv(MultiAgentEnv):
         self._t = 0
         self._avail = np.ones((self.n_agents, self.n_actions), np.float32)
 
-    def _observe(self, nobs):
-        obs = np.stack([np.asarray(o, np.float32).reshape(-1) for o in nobs])  # (N, O)
-        return obs, obs.reshape(-1), self._avail.copy()
-
-    def reset(self, seed=None):
-        self._t = 0
-        nobs, _ = self._env.reset(seed=seed)
-        return self._observe(nobs)
+    def _avail_actions(self):
+        return self._avail.copy()
 
     def step(self, actions):
-        nobs, rewards, done, truncated, info = self._env.step([int(a) for a in actions])
-        self._t += 1
+        obs, state, avail, reward, done, truncated, info = self._step_env(actions)
         # Every end of a warehouse episode is a time limit, so it bootstraps.
-        truncated = bool(done) or bool(truncated) or self._t >= self.episode_limit
-        return (*self._observe(nobs), float(np.sum(rewards)), False, truncated, info)
-
-    def close(self):
-        self._env.close()
+        truncated = done or truncated or self._t >= self.episode_limit
+        return obs, state, avail, reward, False, truncated, info
 
 
 def make_rware(key: str) -> RwareEnv:
