@@ -20,8 +20,26 @@ def _episode_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([seed, EVAL_STREAM, k]).generate_state(1)[0])
 
 
+class _GreedyTeam:
+    """A trained agent network with the `reset()` / `act(obs, avail)` interface of the export runtime."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def reset(self):
+        n = self.policy.n_agents
+        self._ids = np.arange(n, dtype=np.int32)
+        self._hidden = self.policy.initial_hidden(n)
+        self._last = np.full(n, -1, np.int32)
+
+    def act(self, obs, avail_actions):
+        q, self._hidden = self.policy.step(obs, self._ids, self._last, self._hidden)
+        self._last = self.policy.greedy(q, avail_actions)
+        return self._last
+
+
 def _run_policy(path: Path):
-    """(policy-like object, env name, env key, extra report fields) for a run directory."""
+    """(greedy team, config, extra report fields) for a run directory."""
     from . import checkpoint as ckpt
     from .policy import NumpyAgentPolicy
     from .training import load_run
@@ -29,7 +47,7 @@ def _run_policy(path: Path):
     config = Config.load(path / "config.json")
     if (path / "model.keras").is_file():
         run = load_run(path)
-        return NumpyAgentPolicy(run.agent), config, {"t_env": run.run.get("t_env"), "weights": "model.keras"}
+        return _GreedyTeam(NumpyAgentPolicy(run.agent)), config, {"t_env": run.run.get("t_env"), "weights": "model.keras"}
     latest = ckpt.load_latest(path / "checkpoints")
     if latest is None:
         raise EvaluationError(f"{path} has neither model.keras nor an intact checkpoint to evaluate.")
@@ -39,7 +57,7 @@ def _run_policy(path: Path):
     ckpt_path, arrays, state = latest
     learner = QLearner(make_env(config.env, config.env_key).info, config)
     learner.set_state(arrays["variables"])
-    return NumpyAgentPolicy(learner.agent), config, {"t_env": state["loop"]["t_env"], "weights": ckpt_path.name}
+    return _GreedyTeam(NumpyAgentPolicy(learner.agent)), config, {"t_env": state["loop"]["t_env"], "weights": ckpt_path.name}
 
 
 def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None, render: bool = False) -> dict:
@@ -59,9 +77,8 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         extra = {"t_env": meta.get("training", {}).get("t_env"), "weights": "agent.onnx"}
     elif (path / "config.json").is_file():
         source = "run"
-        policy, config, extra = _run_policy(path)
+        agents, config, extra = _run_policy(path)
         env_name, env_key = config.env, config.env_key
-        agents = None
     else:
         raise EvaluationError(
             f"{path} is neither a run directory (config.json) nor an export version (metadata.json)."
@@ -71,23 +88,13 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
     if render and not callable(renderer):
         raise EvaluationError(f"Environment {env_name!r} cannot render.")
 
-    n = env.n_agents
     returns = []
     for k in range(episodes):
         obs, state, avail = env.reset(seed=_episode_seed(seed, k))
-        if agents is not None:
-            agents.reset()
-        else:
-            hidden = policy.initial_hidden(n)
-            last = np.full(n, -1, np.int32)
+        agents.reset()
         total, done = 0.0, False
         while not done:
-            if agents is not None:
-                actions = agents.act(obs, avail)
-            else:
-                q, hidden = policy.step(obs, np.arange(n, dtype=np.int32), last, hidden)
-                actions = policy.greedy(q, avail)
-                last = actions
+            actions = agents.act(obs, avail)
             obs, state, avail, reward, terminated, truncated, _ = env.step(np.asarray(actions, np.int64))
             total += reward
             if renderer is not None:
