@@ -69,6 +69,18 @@ def _cmd_train(args) -> int:
     except (ConfigError, RunError) as exc:
         print(f"kqmix train: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        from .training import TrainingInterrupted
+
+        if not isinstance(exc, TrainingInterrupted):
+            raise
+        if exc.checkpoint is None:
+            print(f"kqmix train: interrupted before the first checkpoint; {exc.run_dir} cannot be resumed.",
+                  file=sys.stderr)
+        else:
+            print(f"kqmix train: interrupted. Continue from {exc.checkpoint} with:\n"
+                  f"  kqmix train --resume {exc.run_dir}", file=sys.stderr)
+        return 130
     test = "n/a" if result.test_return_mean is None else f"{result.test_return_mean:.4g}"
     print(
         f"Finished {result.t_env:,} env steps ({result.episodes:,} episodes, "

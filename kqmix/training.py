@@ -104,6 +104,14 @@ RESUMABLE_KEYS = ("t_max", "checkpoint_interval", "checkpoint_keep", "checkpoint
                   "runs_dir", "tensorboard", "log_interval", "test_interval", "test_nepisode")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped (Ctrl-C); carries the run directory and its newest checkpoint."""
+
+    def __init__(self, run_dir: Path, checkpoint: str | None):
+        super().__init__(run_dir, checkpoint)
+        self.run_dir, self.checkpoint = run_dir, checkpoint
+
+
 def check_resumable(saved: Config, requested: Config) -> None:
     changed = [
         f"{k} (run: {getattr(saved, k)!r}, given: {getattr(requested, k)!r})"
@@ -251,66 +259,71 @@ def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = Fa
         disable=quiet,
     )
     start = time.perf_counter() - loop["elapsed"]
-    with progress, open(metrics_path, "a") as metrics_file, contextlib.ExitStack() as cleanup:
-        if vec is not None:
-            cleanup.callback(vec.close)
-        task = progress.add_task("train", total=config.t_max, status="", completed=loop["t_env"])
-        while loop["t_env"] < config.t_max:
-            eps = epsilon(loop["t_env"])
-            seeds = episode_seeds(config.seed, TRAIN_STREAM, loop["batches"], m)
-            episode_batch, stats = runner.run(epsilon=eps, seeds=seeds)
-            loop["batches"] += 1
-            buffer.insert(episode_batch)
-            loop["t_env"] += stats.steps
-            loop["episodes"] += m
-            loop["recent_returns"].extend(stats.returns.tolist())
-            t_env = loop["t_env"]
+    try:
+        with progress, open(metrics_path, "a") as metrics_file, contextlib.ExitStack() as cleanup:
+            if vec is not None:
+                cleanup.callback(vec.close)
+            task = progress.add_task("train", total=config.t_max, status="", completed=loop["t_env"])
+            while loop["t_env"] < config.t_max:
+                eps = epsilon(loop["t_env"])
+                seeds = episode_seeds(config.seed, TRAIN_STREAM, loop["batches"], m)
+                episode_batch, stats = runner.run(epsilon=eps, seeds=seeds)
+                loop["batches"] += 1
+                buffer.insert(episode_batch)
+                loop["t_env"] += stats.steps
+                loop["episodes"] += m
+                loop["recent_returns"].extend(stats.returns.tolist())
+                t_env = loop["t_env"]
 
-            if buffer.can_sample(config.batch_size):
-                loop["last_metrics"] = learner.train(buffer.sample(config.batch_size, sample_rng), loop["episodes"])
-                policy.sync()
-                loop["train_steps"] += 1
+                if buffer.can_sample(config.batch_size):
+                    loop["last_metrics"] = learner.train(buffer.sample(config.batch_size, sample_rng), loop["episodes"])
+                    policy.sync()
+                    loop["train_steps"] += 1
 
-            if t_env - loop["last_test"] >= config.test_interval or t_env >= config.t_max:
-                loop["last_test"] = t_env
-                if config.test_nepisode:
-                    first = loop["test_batches"]
-                    returns = evaluate(test_runner, config.test_nepisode,
-                                       lambda k: episode_seeds(config.seed, TEST_STREAM, first + k, m))
-                    loop["test_batches"] += -(-config.test_nepisode // m)
-                    loop["test_mean"] = float(returns.mean())
+                if t_env - loop["last_test"] >= config.test_interval or t_env >= config.t_max:
+                    loop["last_test"] = t_env
+                    if config.test_nepisode:
+                        first = loop["test_batches"]
+                        returns = evaluate(test_runner, config.test_nepisode,
+                                           lambda k: episode_seeds(config.seed, TEST_STREAM, first + k, m))
+                        loop["test_batches"] += -(-config.test_nepisode // m)
+                        loop["test_mean"] = float(returns.mean())
 
-            if t_env - loop["last_log"] >= config.log_interval or t_env >= config.t_max:
-                loop["last_log"] = t_env
-                elapsed = time.perf_counter() - start
-                recent = loop["recent_returns"]
-                row = {
-                    "t_env": t_env, "episode": loop["episodes"], "train_steps": loop["train_steps"],
-                    "return_mean": float(np.mean(recent)) if recent else None,
-                    "test_return_mean": loop["test_mean"], "epsilon": eps,
-                    **loop["last_metrics"],
-                    "steps_per_sec": t_env / max(elapsed, 1e-9), "time": elapsed,
-                }
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-                os.fsync(metrics_file.fileno())
-                if writer is not None:
-                    with writer.as_default(step=t_env):
-                        for key, value in row.items():
-                            if isinstance(value, (int, float)) and key != "t_env":
-                                tf.summary.scalar(key, value)
-                    writer.flush()
-                loop["recent_returns"] = []
-                status = f"return {row['return_mean']:.3g}" if recent else ""
-                if loop["test_mean"] is not None:
-                    status += f"  test {loop['test_mean']:.3g}"
-                progress.update(task, status=status)
-            progress.update(task, completed=min(t_env, config.t_max))
+                if t_env - loop["last_log"] >= config.log_interval or t_env >= config.t_max:
+                    loop["last_log"] = t_env
+                    elapsed = time.perf_counter() - start
+                    recent = loop["recent_returns"]
+                    row = {
+                        "t_env": t_env, "episode": loop["episodes"], "train_steps": loop["train_steps"],
+                        "return_mean": float(np.mean(recent)) if recent else None,
+                        "test_return_mean": loop["test_mean"], "epsilon": eps,
+                        **loop["last_metrics"],
+                        "steps_per_sec": t_env / max(elapsed, 1e-9), "time": elapsed,
+                    }
+                    metrics_file.write(json.dumps(row) + "\n")
+                    metrics_file.flush()
+                    os.fsync(metrics_file.fileno())
+                    if writer is not None:
+                        with writer.as_default(step=t_env):
+                            for key, value in row.items():
+                                if isinstance(value, (int, float)) and key != "t_env":
+                                    tf.summary.scalar(key, value)
+                        writer.flush()
+                    loop["recent_returns"] = []
+                    status = f"return {row['return_mean']:.3g}" if recent else ""
+                    if loop["test_mean"] is not None:
+                        status += f"  test {loop['test_mean']:.3g}"
+                    progress.update(task, status=status)
+                progress.update(task, completed=min(t_env, config.t_max))
 
-            if t_env - loop["last_ckpt"] >= config.checkpoint_interval or t_env >= config.t_max:
-                loop["last_ckpt"] = t_env
-                loop["elapsed"] = time.perf_counter() - start
-                save_checkpoint()
+                if t_env - loop["last_ckpt"] >= config.checkpoint_interval or t_env >= config.t_max:
+                    loop["last_ckpt"] = t_env
+                    loop["elapsed"] = time.perf_counter() - start
+                    save_checkpoint()
+    except KeyboardInterrupt:
+        # Work since the newest checkpoint is lost by design; say where to pick up.
+        saved = ckpt.list_checkpoints(run_dir / "checkpoints")
+        raise TrainingInterrupted(run_dir, saved[-1].name if saved else None) from None
 
     save_model_atomic(learner.model, run_dir / "model.keras")
     write_json_atomic(

@@ -190,3 +190,20 @@ def test_loading_never_runs_code(tmp_path):
         (run_dir / name).write_text("{}")
     with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):
         load_run(run_dir)
+
+
+def test_ctrl_c_points_to_the_resume_command(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kqmix", "train", *SMALL, "--set", "t_max=100000", "--run-dir", str(run_dir)],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 300
+    while not ckpt.list_checkpoints(run_dir / "checkpoints"):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert f"kqmix train --resume {run_dir}" in stderr
+    assert "Traceback" not in stderr
