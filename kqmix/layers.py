@@ -271,12 +271,8 @@ class RNNAgent(keras.layers.Layer):
         self.fc2 = keras.layers.Dense(n_actions, dtype=policy, name="fc2")
 
     @property
-    def input_dim(self):
-        """Width of the network input built from (obs, last action, agent id)."""
-        return self._obs_dim + self.extra_features
-
-    @property
     def extra_features(self):
+        """Input features appended to the observation (last-action and agent-id one-hots)."""
         return (self.n_actions if self.use_last_action else 0) + (
             self.n_agents if self.use_agent_id else 0
         )
@@ -288,8 +284,7 @@ class RNNAgent(keras.layers.Layer):
                 f"RNNAgent needs a known observation size. Received: obs shape {obs_shape}"
             )
         self._obs_dim = int(obs_shape[-1])
-        features = self._obs_dim + self.extra_features
-        self.fc1.build((None, features))
+        self.fc1.build((None, self._obs_dim + self.extra_features))
         self.gru.build((None, None, self.hidden_dim))
         self.fc2.build((None, self.hidden_dim))
 

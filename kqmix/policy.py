@@ -58,7 +58,6 @@ class NumpyAgentPolicy:
         """Copies the current weights out of the Keras agent."""
         a = self.agent
         w1, b1, kernel, rec, bias, w2, b2 = self._read_weights()
-        h = self.hidden_dim
         obs_dim = w1.shape[0] - a.extra_features
         # Split fc1 so one-hot inputs become row lookups instead of matmuls.
         self._w_obs = w1[:obs_dim]
@@ -72,7 +71,6 @@ class NumpyAgentPolicy:
         self._kernel, self._rec = kernel, rec
         self._b_in, self._b_rec = bias[0], bias[1]
         self._w2, self._b2 = w2, b2
-        self._h = h
         self.obs_dim = obs_dim
 
     def initial_hidden(self, batch_size: int) -> np.ndarray:
@@ -86,7 +84,7 @@ class NumpyAgentPolicy:
         if self._w_id is not None:
             x += self._w_id[agent_id]
         np.maximum(x, 0.0, out=x)
-        h = self._h
+        h = self.hidden_dim
         xg = x @ self._kernel + self._b_in  # (B, 3H), gate order z, r, h
         hg = hidden @ self._rec + self._b_rec  # (B, 3H)
         z = _sigmoid(xg[:, :h] + hg[:, :h])
