@@ -13,6 +13,30 @@ from keras import ops
 _PACKAGE = "kqmix"
 
 
+def default_kernel_initializer():
+    """PyTorch's `nn.Linear` default, as in the pymarl/EPyMARL references.
+
+    Uniform with variance `1 / (3 * fan_in)`: a third of Glorot's variance
+    for square layers such as the hypernetworks' second ones. With raw,
+    unnormalised state features (grid coordinates on LBF) Glorot gives an
+    untrained mixer a gain dQ_tot/dQ_a near 40, which amplifies the
+    max-operator's overestimation in the TD targets; this initialisation
+    keeps it near 8.
+    """
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+def _initializer(value):
+    return default_kernel_initializer() if value is None else keras.initializers.get(value)
+
+
+def _fresh(initializer):
+    """A new instance per layer: an unseeded Keras initializer fixes its seed
+    when created, so one instance shared by layers of equal shape would give
+    them identical weights."""
+    return initializer.__class__.from_config(initializer.get_config())
+
+
 def _check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(
@@ -43,11 +67,13 @@ class HyperNetwork(keras.layers.Layer):
         units: number of generated values (e.g. `n_agents * embed_dim`).
         hidden_units: width of the hidden layer, or None for a single linear layer.
         non_negative: apply `abs` to the output.
+        kernel_initializer: initializer of the Dense kernels (biases start
+            at zero); defaults to `default_kernel_initializer()`.
 
     Input shape: `(..., S)`. Output shape: `(..., units)`.
     """
 
-    def __init__(self, units, hidden_units=None, non_negative=True, **kwargs):
+    def __init__(self, units, hidden_units=None, non_negative=True, kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         self.units = _check_positive_int("units", units)
         if hidden_units is not None:
@@ -59,13 +85,17 @@ class HyperNetwork(keras.layers.Layer):
                 f"Received: non_negative={non_negative!r}"
             )
         self.non_negative = non_negative
+        self.kernel_initializer = _initializer(kernel_initializer)
         if hidden_units is None:
             self.hidden = None
         else:
             self.hidden = keras.layers.Dense(
-                hidden_units, activation="relu", dtype=self.dtype_policy, name="hidden"
+                hidden_units, activation="relu", kernel_initializer=_fresh(self.kernel_initializer),
+                dtype=self.dtype_policy, name="hidden",
             )
-        self.out = keras.layers.Dense(units, dtype=self.dtype_policy, name="out")
+        self.out = keras.layers.Dense(
+            units, kernel_initializer=_fresh(self.kernel_initializer), dtype=self.dtype_policy, name="out"
+        )
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -90,6 +120,7 @@ class HyperNetwork(keras.layers.Layer):
             "units": self.units,
             "hidden_units": self.hidden_units,
             "non_negative": self.non_negative,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }
         return {**base_config, **config}
 
@@ -110,12 +141,16 @@ class QMixer(keras.layers.Layer):
         hypernet_layers: 1 (linear hypernetworks) or 2 (one ReLU hidden layer).
         hypernet_embed: width of the hypernetworks' hidden layer when
             `hypernet_layers=2`.
+        kernel_initializer: initializer of every hypernetwork kernel;
+            defaults to `default_kernel_initializer()`.
 
     Inputs: `[agent_qs, state]` with shapes `(..., N)` and `(..., S)` (same
     leading axes, e.g. `(B, T)`). Output: `q_tot` of shape `(...)`.
     """
 
-    def __init__(self, n_agents, embed_dim=32, hypernet_layers=2, hypernet_embed=64, **kwargs):
+    def __init__(
+        self, n_agents, embed_dim=32, hypernet_layers=2, hypernet_embed=64, kernel_initializer=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.n_agents = _check_positive_int("n_agents", n_agents)
         self.embed_dim = _check_positive_int("embed_dim", embed_dim)
@@ -126,17 +161,14 @@ class QMixer(keras.layers.Layer):
             )
         self.hypernet_layers = hypernet_layers
         self.hypernet_embed = _check_positive_int("hypernet_embed", hypernet_embed)
+        self.kernel_initializer = _initializer(kernel_initializer)
         hidden = None if hypernet_layers == 1 else hypernet_embed
-        policy = self.dtype_policy
-        self.hyper_w1 = HyperNetwork(
-            n_agents * embed_dim, hidden, non_negative=True, dtype=policy, name="hyper_w1"
-        )
-        self.hyper_w_final = HyperNetwork(
-            embed_dim, hidden, non_negative=True, dtype=policy, name="hyper_w_final"
-        )
-        self.hyper_b1 = HyperNetwork(embed_dim, None, non_negative=False, dtype=policy, name="hyper_b1")
+        common = dict(kernel_initializer=_fresh(self.kernel_initializer), dtype=self.dtype_policy)
+        self.hyper_w1 = HyperNetwork(n_agents * embed_dim, hidden, non_negative=True, name="hyper_w1", **common)
+        self.hyper_w_final = HyperNetwork(embed_dim, hidden, non_negative=True, name="hyper_w_final", **common)
+        self.hyper_b1 = HyperNetwork(embed_dim, None, non_negative=False, name="hyper_b1", **common)
         # V(s) is always two layers with a ReLU, as in the paper.
-        self.hyper_v = HyperNetwork(1, embed_dim, non_negative=False, dtype=policy, name="hyper_v")
+        self.hyper_v = HyperNetwork(1, embed_dim, non_negative=False, name="hyper_v", **common)
 
     def build(self, input_shape):
         qs_shape, state_shape = input_shape
@@ -172,6 +204,7 @@ class QMixer(keras.layers.Layer):
             "embed_dim": self.embed_dim,
             "hypernet_layers": self.hypernet_layers,
             "hypernet_embed": self.hypernet_embed,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }
         return {**base_config, **config}
 
@@ -241,6 +274,8 @@ class RNNAgent(keras.layers.Layer):
         hidden_dim: H, the GRU width (also the first Dense layer's width).
         use_agent_id: append the agent-index one-hot to the input.
         use_last_action: append the last-action one-hot to the input.
+        kernel_initializer: initializer of the two Dense kernels (the GRU
+            keeps Keras's defaults); defaults to `default_kernel_initializer()`.
     """
 
     def __init__(
@@ -250,6 +285,7 @@ class RNNAgent(keras.layers.Layer):
         hidden_dim=64,
         use_agent_id=True,
         use_last_action=True,
+        kernel_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -261,14 +297,19 @@ class RNNAgent(keras.layers.Layer):
                 raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
         self.use_agent_id = use_agent_id
         self.use_last_action = use_last_action
+        self.kernel_initializer = _initializer(kernel_initializer)
         policy = self.dtype_policy
-        self.fc1 = keras.layers.Dense(hidden_dim, activation="relu", dtype=policy, name="fc1")
+        self.fc1 = keras.layers.Dense(
+            hidden_dim, activation="relu", kernel_initializer=_fresh(self.kernel_initializer), dtype=policy, name="fc1"
+        )
         # Default GRU settings (tanh, sigmoid, reset_after=True) keep the
         # cuDNN kernel eligible on a GPU.
         self.gru = keras.layers.GRU(
             hidden_dim, return_sequences=True, return_state=False, dtype=policy, name="gru"
         )
-        self.fc2 = keras.layers.Dense(n_actions, dtype=policy, name="fc2")
+        self.fc2 = keras.layers.Dense(
+            n_actions, kernel_initializer=_fresh(self.kernel_initializer), dtype=policy, name="fc2"
+        )
 
     @property
     def extra_features(self):
@@ -343,5 +384,6 @@ class RNNAgent(keras.layers.Layer):
             "hidden_dim": self.hidden_dim,
             "use_agent_id": self.use_agent_id,
             "use_last_action": self.use_last_action,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }
         return {**base_config, **config}

@@ -34,6 +34,7 @@ def test_default_preset_is_lbf():
     assert (config.env, config.env_key) == ("lbf", "Foraging-8x8-2p-2f-coop-v3")
     assert (config.optimizer, config.lr, config.batch_size, config.buffer_size) == ("adam", 5e-4, 32, 5000)
     assert (config.target_update_interval, config.epsilon_anneal_time, config.standardise_rewards) == (200, 50_000, True)
+    assert (config.td_lambda, config.t_max) == (0.8, 500_000)
 
 
 # Tracing the train step dominates a short run, so only LBF trains in the

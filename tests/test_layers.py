@@ -112,6 +112,29 @@ def test_qmixer_state_dependence_is_not_monotonic(rng):
     assert (grads > 0).any() and (grads < 0).any()
 
 
+def test_default_kernels_are_pytorch_scaled_and_distinct():
+    mixer = QMixer(2, embed_dim=E, hypernet_layers=2, hypernet_embed=64)
+    mixer.build([(None, 2), (None, 24)])
+    first = mixer.hyper_w1.hidden.kernel.numpy()  # (24, 64)
+    # Uniform with variance 1 / (3 * fan_in), as torch.nn.Linear.
+    assert abs(first.std() - 1.0 / np.sqrt(3 * 24)) < 0.01
+    assert np.abs(first).max() <= 1.0 / np.sqrt(24)
+    # Same shape, separate draws (an unseeded Keras initializer fixes its seed).
+    assert not np.allclose(first, mixer.hyper_w_final.hidden.kernel.numpy())
+    agent = RNNAgent(2, 6, hidden_dim=H)
+    agent.build([(None, None, 2, O), (None, None, 2)])
+    assert np.abs(agent.fc2.kernel.numpy()).max() <= 1.0 / np.sqrt(H)
+
+
+def test_kernel_initializer_is_an_argument_and_survives_config():
+    mixer = QMixer(N, embed_dim=E, kernel_initializer="glorot_uniform")
+    assert type(_roundtrip_layer(mixer).kernel_initializer).__name__ == "GlorotUniform"
+    agent = RNNAgent(N, A, hidden_dim=H, kernel_initializer="zeros")
+    agent.build([(None, None, N, O), (None, None, N)])
+    assert not agent.fc1.kernel.numpy().any()
+    assert type(_roundtrip_layer(agent).kernel_initializer).__name__ == "Zeros"
+
+
 def test_vdn_is_the_sum(rng):
     mixer = VDNMixer(N)
     qs = rng.normal(size=(4, 6, N)).astype("float32")
