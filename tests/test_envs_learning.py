@@ -62,7 +62,8 @@ def test_smoke_training_writes_metrics(preset, trains, tmp_path):
 def test_lbf_default_preset_reaches_0_9(tmp_path):
     result = train(make_config(overrides={"runs_dir": str(tmp_path)}), preset="lbf", quiet=True)
     tests = [r["test_return_mean"] for r in read_metrics(result.run_dir) if r["test_return_mean"] is not None]
-    assert max(tests) >= 0.9, tests
+    # Reaches 0.9 and holds it at the end (the last three greedy tests).
+    assert max(tests) >= 0.9 and np.mean(tests[-3:]) >= 0.9, tests
 
 
 @pytest.mark.slow
