@@ -13,7 +13,7 @@ loads its module on first use.
 
 from __future__ import annotations
 
-import importlib
+from kqmix._lazy import lazy_getattr
 
 from .errors import (
     CorruptArtifactError,
@@ -57,9 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kqmix.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

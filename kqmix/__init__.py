@@ -7,8 +7,9 @@ onnxruntime are installed.
 
 from __future__ import annotations
 
-import importlib
 import os
+
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -35,9 +36,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kqmix' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
