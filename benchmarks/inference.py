@@ -7,7 +7,7 @@ For each model: one agent step at batch 1 (one robot) and at batch N (a whole
 team), and one `mix` call at batch 1, through
 
 * onnxruntime: a plain `session.run`, I/O binding on preallocated arrays,
-  and the `kqmix.export.runtime` classes (what a deployment calls);
+  and the `kqmix_runtime` classes (what a deployment calls);
 * the SavedModel, loaded with `tf.saved_model.load` and called through its
   `act` / `mix` signature;
 * the Keras layers, eagerly and inside a `tf.function`.
@@ -81,7 +81,7 @@ def synthetic_run(tmp: Path, n_agents=3, n_actions=9, obs_dim=30, state_dim=48, 
 
 
 def bench_version(version_dir: Path, run_dir, seconds: float, repeats: int) -> list[dict]:
-    from kqmix.export.runtime import DecentralisedAgents, Mixer, SingleAgent, make_session
+    from kqmix_runtime import DecentralisedAgents, Mixer, SingleAgent, make_session
 
     meta = json.loads((version_dir / "metadata.json").read_text())
     sizes = meta["sizes"]

@@ -13,9 +13,9 @@ loads its module on first use.
 
 from __future__ import annotations
 
-from kqmix._lazy import lazy_getattr
+from kqmix_runtime._lazy import lazy_getattr
 
-from .errors import (
+from kqmix_runtime.errors import (
     CorruptArtifactError,
     ExportError,
     MismatchError,
@@ -28,15 +28,15 @@ from .errors import (
     ToleranceError,
     ValidationError,
 )
-from .spec import FORMAT_VERSION, ONNX_OPSET
+from kqmix_runtime.spec import FORMAT_VERSION, ONNX_OPSET
 
 _LAZY = {
     "export_run": "kqmix.export.exporter",
     "validate_export": "kqmix.export.validate",
     "ValidationReport": "kqmix.export.validate",
-    "DecentralisedAgents": "kqmix.export.runtime",
-    "SingleAgent": "kqmix.export.runtime",
-    "Mixer": "kqmix.export.runtime",
+    "DecentralisedAgents": "kqmix_runtime.runtime",
+    "SingleAgent": "kqmix_runtime.runtime",
+    "Mixer": "kqmix_runtime.runtime",
 }
 
 __all__ = [

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import spec
-from .errors import ExportError, ValidationError
+from kqmix_runtime import spec
+from kqmix_runtime.errors import ExportError, ValidationError
+
+from . import validate as validate_defaults  # numpy only at import; TensorFlow loads when it runs
 
 
 def add_commands(subparsers) -> None:
@@ -45,7 +47,12 @@ def add_commands(subparsers) -> None:
     validate.add_argument("dir", metavar="DIR", help="exported version directory, e.g. saved_models/two_step/1")
     validate.add_argument("--run", dest="run_dir", default=None,
                           help="run directory to compare with (default: the one recorded in metadata.json)")
-    validate.add_argument("--atol", type=float, default=1e-5, help="tolerance for Qs, hidden states, Q_tot")
+    validate.add_argument("--atol", type=float, default=validate_defaults.ATOL,
+                          help="absolute tolerance for Qs, hidden states, Q_tot "
+                               f"(default: {validate_defaults.ATOL:g})")
+    validate.add_argument("--rtol", type=float, default=validate_defaults.RTOL,
+                          help="relative tolerance: |artifact - reference| <= atol + rtol * |reference| "
+                               f"(default: {validate_defaults.RTOL:g})")
     validate.set_defaults(func=run_validate)
 
 
@@ -65,7 +72,7 @@ def run_validate(args: argparse.Namespace) -> int:
     from .validate import validate_export
 
     try:
-        report = validate_export(args.dir, run_dir=args.run_dir, atol=args.atol)
+        report = validate_export(args.dir, run_dir=args.run_dir, atol=args.atol, rtol=args.rtol)
     except ValidationError as exc:
         print(f"kqmix validate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

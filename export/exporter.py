@@ -26,8 +26,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import spec
-from .errors import ExportError
+from kqmix_runtime import spec
+from kqmix_runtime.errors import ExportError
 
 _TMP_PREFIX = ".tmp-export-"
 
@@ -245,19 +245,36 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
             "(it becomes a directory and TF Serving's MODEL_NAME)."
         )
     model_dir = Path(out) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=model_dir))
+    created = _make_dirs(model_dir)
     try:
-        _write_version(loaded, tmp, name, opset)
-        if check:
-            from .validate import validate_export
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=model_dir))
+        try:
+            _write_version(loaded, tmp, name, opset)
+            if check:
+                from .validate import validate_export
 
-            validate_export(tmp, run_dir=run_dir, loaded=loaded)
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a server user
-        return _publish(tmp, model_dir)
+                validate_export(tmp, run_dir=run_dir, loaded=loaded)
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a server user
+            return _publish(tmp, model_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # A failed export leaves the disk as it found it: the directories it
+        # made for this version go too, if nothing else has appeared in them.
+        for directory in reversed(created):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
         raise
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """Creates `path` and its missing parents; returns the ones created, outermost first."""
+    missing = [p for p in (path, *path.parents) if not p.exists()][::-1]
+    path.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 def _publish(tmp: Path, model_dir: Path) -> Path:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from . import spec
-from .errors import ExportError
+from kqmix_runtime import spec
+from kqmix_runtime.errors import ExportError
 
 
 def _specs(inputs: dict, sizes: dict) -> list:

@@ -8,9 +8,11 @@ Checks, in order, each failing with its own exception class (see `errors`):
    `serve` - and the ONNX graphs declare every documented input and output
    (`MissingOutputError`) with the documented dtype (`SignatureMismatchError`);
 3. over recurrent rollouts with random masks and episode resets, the Keras
-   agent, the SavedModel and onnxruntime return arrays of the reference's
+   agent, the SavedModel, onnxruntime and the ONNX standard's reference
+   evaluator (`onnx.reference`) return arrays of the reference's
    shape (`ShapeMismatchError`), Qs / hidden states / Q_tot / mixer weights
-   within tolerance (`ToleranceError`) and identical actions (`MismatchError`).
+   within tolerance (`ToleranceError`: |diff| <= atol + rtol * |reference|,
+   see `ATOL`) and identical actions (`MismatchError`).
 
 Shape legend: B batch, N agents, A actions, O observation features,
 S state features, H GRU width.
@@ -24,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import spec
-from .errors import (
+from kqmix_runtime import spec
+from kqmix_runtime.errors import (
     CorruptArtifactError,
     MismatchError,
     MissingArtifactError,
@@ -48,24 +50,48 @@ REQUIRED_FILES = (
 _ONNX_DTYPES = {"float32": "tensor(float)", "int32": "tensor(int32)"}
 
 
+#: Default tolerances, |artifact - reference| <= atol + rtol * |reference| element-wise
+#: (`numpy.allclose`'s rule, with |reference| the largest magnitude in the
+#: element's row: see `row_magnitude`). Two correct implementations of one float32 graph
+#: differ because they sum in different orders (oneDNN vs onnxruntime's MLAS,
+#: AVX-512 vs AVX2 blocking, fused vs separate multiply-adds): a dot product of
+#: length K then differs by about sqrt(K) * u * sum|terms| (u = 2**-24 ~ 6e-8,
+#: the float32 unit roundoff), up to K * u * sum|terms| at worst. The agent is a
+#: chain of such products with K <= 3H = 192 (Dense, three GRU gates, Dense)
+#: carried through 20 recurrent steps, the mixer two of them with K <= 64: a few
+#: times 1e-6 relative to the values is what reordering alone produces, so
+#: rtol = 1e-5 (84 float32 ulps) leaves a margin of several times. `atol`
+#: covers outputs near zero that come from cancelling terms of order one, where
+#: a relative bound means nothing; 1e-5 is the same margin on O(1) terms.
+ATOL = 1e-5
+RTOL = 1e-5
+#: dQ_tot/dQ_a: the reference is a GradientTape through the mixer, the artifact
+#: a closed form (`mixer_grad`), so the two differ by more than summation
+#: order; both are sums of products of the hypernetwork outputs.
+GRAD_ATOL = 1e-4
+GRAD_RTOL = 1e-4
+
+
 @dataclass
 class ValidationReport:
-    """What was compared and the largest differences seen, per artifact and output."""
+    """What was compared, and per artifact and output the largest difference and its share of the allowance."""
 
     version_dir: Path
     reference: str
     max_abs_diff: dict = field(default_factory=dict)  # "artifact:signature:output" -> float
+    max_ratio: dict = field(default_factory=dict)  # same keys -> max of |diff| / allowed
     steps: int = 0
     batch_sizes: tuple = ()
 
-    def record(self, key: str, value: float) -> None:
-        self.max_abs_diff[key] = max(self.max_abs_diff.get(key, 0.0), float(value))
+    def record(self, key: str, abs_diff: float, ratio: float) -> None:
+        self.max_abs_diff[key] = max(self.max_abs_diff.get(key, 0.0), float(abs_diff))
+        self.max_ratio[key] = max(self.max_ratio.get(key, 0.0), float(ratio))
 
     def summary(self) -> str:
         lines = [f"{self.version_dir}: OK (reference: {self.reference}; {self.steps} steps "
                  f"at batch sizes {list(self.batch_sizes)})"]
         for key, value in sorted(self.max_abs_diff.items()):
-            lines.append(f"  {key:<40} max |diff| {value:.2e}")
+            lines.append(f"  {key:<40} max |diff| {value:.2e} ({self.max_ratio[key]:.2f} of the tolerance)")
         return "\n".join(lines)
 
 
@@ -75,7 +101,7 @@ class ValidationReport:
 def check_files(version_dir: Path) -> dict:
     """Existence and checksums of every artifact; returns the parsed metadata."""
     from .exporter import sha256_file
-    from .runtime import load_metadata
+    from kqmix_runtime.runtime import load_metadata
 
     for name in REQUIRED_FILES:
         if not (version_dir / name).is_file():
@@ -155,7 +181,7 @@ class OnnxRunner:
     """An onnxruntime session for one exported ONNX file, checked against its signature."""
 
     def __init__(self, path, signature: str):
-        from .runtime import make_session
+        from kqmix_runtime.runtime import make_session
 
         self.path = Path(path)
         self.signature = signature
@@ -182,6 +208,29 @@ class OnnxRunner:
 
     def run(self, feed: dict) -> dict:
         return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+
+
+class OnnxReferenceRunner:
+    """An ONNX file run by `onnx.reference.ReferenceEvaluator`, the ONNX standard's own implementation.
+
+    A second, independent executor (numpy code written from the operator
+    specifications, nothing shared with onnxruntime): agreement shows the
+    files mean what the standard says, not only what one runtime does.
+    """
+
+    def __init__(self, path, signature: str):
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        self.path = Path(path)
+        try:
+            self.evaluator = ReferenceEvaluator(onnx.load(str(self.path)))
+        except Exception as exc:  # onnx raises several unrelated classes
+            raise CorruptArtifactError(self.path, f"the ONNX reference evaluator cannot load it: {exc}") from None
+        self.output_names = list(spec.SIGNATURES[signature][1])
+
+    def run(self, feed: dict) -> dict:
+        return dict(zip(self.output_names, self.evaluator.run(self.output_names, feed)))
 
 
 # --------------------------------------------------------------------------- reference
@@ -235,9 +284,29 @@ def masked_greedy_np(q, avail):
 # --------------------------------------------------------------------------- comparison
 
 
+def row_magnitude(ref: np.ndarray) -> np.ndarray:
+    """|reference| as the tolerance scales it: the largest magnitude in each row.
+
+    The values of one row (one agent's Qs, its hidden state) are sums over the
+    same terms, and rounding error is relative to the size of those terms, not
+    of the result: a Q near zero made by cancelling Qs of 1e3 carries the
+    error of 1e3. The row's largest |value| is the observable bound on them.
+    A 1-D output (Q_tot per batch row) is its own row.
+    """
+    magnitude = np.abs(ref)
+    if ref.ndim >= 2:
+        magnitude = np.broadcast_to(magnitude.max(axis=-1, keepdims=True), ref.shape)
+    return magnitude
+
+
 def compare(report: ValidationReport, artifact: str, signature: str, got: dict, expected: dict,
-            atol: float, where: str) -> None:
-    """Raises the matching `ValidationError` unless `got` reproduces `expected`."""
+            atol: float, rtol: float, where: str) -> None:
+    """Raises the matching `ValidationError` unless `got` reproduces `expected`.
+
+    Float outputs must satisfy |got - expected| <= atol + rtol * |expected|
+    element-wise, |expected| taken row-wise (`row_magnitude`); integer
+    outputs (actions) must be equal.
+    """
     for name, ref in expected.items():
         label = f"{artifact} [{signature}]"
         if name not in got:
@@ -253,10 +322,18 @@ def compare(report: ValidationReport, artifact: str, signature: str, got: dict, 
                     f"{int(value.reshape(-1)[bad[0]])} vs {int(ref.reshape(-1)[bad[0]])} {where}"
                 )
             continue
-        diff = float(np.max(np.abs(value.astype(np.float64) - ref))) if ref.size else 0.0
-        if not np.isfinite(diff) or diff > atol:
-            raise ToleranceError(label, name, diff, atol, where)
-        report.record(f"{artifact}:{signature}:{name}", diff)
+        if not ref.size:
+            continue
+        ref64, value64 = ref.astype(np.float64), value.astype(np.float64)
+        diff = np.abs(value64 - ref64)
+        magnitude = row_magnitude(ref64)
+        ratio = diff / (atol + rtol * magnitude)
+        ratio[~np.isfinite(value64)] = np.inf
+        worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        if not ratio[worst] <= 1.0:
+            raise ToleranceError(label, name, worst, value64[worst], ref64[worst], atol, rtol,
+                                 magnitude[worst], where)
+        report.record(f"{artifact}:{signature}:{name}", float(diff.max()), float(ratio[worst]))
 
 
 def random_mask(rng, batch: int, n_actions: int, p_empty: float = 0.0) -> np.ndarray:
@@ -269,7 +346,8 @@ def random_mask(rng, batch: int, n_actions: int, p_empty: float = 0.0) -> np.nda
 
 
 def rollout_compare(reference, runners: dict, sizes: dict, report: ValidationReport, batch: int,
-                    steps: int, rng, atol: float, p_reset: float = 0.15, p_empty: float = 0.05) -> None:
+                    steps: int, rng, atol: float, rtol: float, p_reset: float = 0.15,
+                    p_empty: float = 0.05) -> None:
     """Runs every `act` implementation side by side for `steps` recurrent steps.
 
     Each implementation carries its own hidden state forward, so drift that
@@ -293,7 +371,7 @@ def rollout_compare(reference, runners: dict, sizes: dict, report: ValidationRep
         where = f"(batch {batch}, step {t})"
         for name, run in runners.items():
             got = run({**common, "hidden": hidden[name]})
-            compare(report, name, spec.ACT, got, expected, atol, where)
+            compare(report, name, spec.ACT, got, expected, atol, rtol, where)
             hidden[name] = np.asarray(got["next_hidden"], np.float32)
         hidden["keras"] = expected["next_hidden"]
         last_action = np.where(expected["action"] >= 0, expected["action"], rng.integers(0, a, batch))
@@ -308,7 +386,7 @@ def rollout_compare(reference, runners: dict, sizes: dict, report: ValidationRep
 
 
 def mix_compare(reference, runners: dict, sizes: dict, report: ValidationReport, batch: int,
-                rng, atol: float, grad_atol: float) -> None:
+                rng, atol: float, rtol: float, grad_atol: float, grad_rtol: float) -> None:
     n, s = int(sizes["n_agents"]), int(sizes["state_dim"])
     feed = {
         "agent_qs": (rng.normal(size=(batch, n)) * 5.0).astype(np.float32),
@@ -318,20 +396,20 @@ def mix_compare(reference, runners: dict, sizes: dict, report: ValidationReport,
     expected = reference.mix(feed)
     expected_grad = reference.mix_grad(feed)
     for name, (mix, mix_grad) in runners.items():
-        compare(report, name, spec.MIX, mix(feed), expected, atol, where)
+        compare(report, name, spec.MIX, mix(feed), expected, atol, rtol, where)
         got = mix_grad(feed)
         compare(report, name, spec.MIX_GRAD, {"q_tot": got.get("q_tot", np.empty(0))},
-                {"q_tot": expected_grad["q_tot"]}, atol, where)
+                {"q_tot": expected_grad["q_tot"]}, atol, rtol, where)
         compare(report, name, spec.MIX_GRAD, {"dq_tot_dq": got.get("dq_tot_dq", np.empty(0))},
-                {"dq_tot_dq": expected_grad["dq_tot_dq"]}, grad_atol, where)
+                {"dq_tot_dq": expected_grad["dq_tot_dq"]}, grad_atol, grad_rtol, where)
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = 1e-5,
-                    grad_atol: float = 1e-4, batch_sizes=(1, 7), steps: int = 20,
-                    seed: int = 0) -> ValidationReport:
+def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = ATOL,
+                    rtol: float = RTOL, grad_atol: float = GRAD_ATOL, grad_rtol: float = GRAD_RTOL,
+                    batch_sizes=(1, 7), steps: int = 20, seed: int = 0) -> ValidationReport:
     """Validates an exported version; returns a `ValidationReport` or raises a `ValidationError`.
 
     Args:
@@ -340,9 +418,11 @@ def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = 1e-
             in metadata.json is used when it still exists; otherwise the
             SavedModel serves as the reference for the ONNX graphs.
         loaded: an already loaded `LoadedRun` (saves reloading it).
-        atol: tolerance for Qs, hidden states and Q_tot.
-        grad_atol: tolerance for the mixer weights dQ_tot/dQ_a (compared with
-            a GradientTape, whose summation order differs).
+        atol, rtol: tolerance for Qs, hidden states and Q_tot:
+            |artifact - reference| <= atol + rtol * |reference| element-wise
+            (see `ATOL` and `RTOL` for why these defaults).
+        grad_atol, grad_rtol: the same for the mixer weights dQ_tot/dQ_a
+            (compared with a GradientTape, whose summation order differs).
         batch_sizes, steps, seed: shape and length of the generated rollouts.
     """
     version_dir = Path(version_dir)
@@ -357,17 +437,20 @@ def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = 1e-
             saved_model.check_signature(name, inputs, outputs)
         saved_model.check_signature(spec.SERVING_DEFAULT, spec.ACT_INPUTS, spec.ACT_OUTPUTS)
         onnx = {f: OnnxRunner(version_dir / f, sig) for f, sig in spec.ONNX_FILES.items()}
+        standard = {f: OnnxReferenceRunner(version_dir / f, sig) for f, sig in spec.ONNX_FILES.items()}
 
         reference, reference_name = _reference(metadata, run_dir, loaded)
         act_runners = {
             "saved_model": lambda feed: saved_model.run(spec.ACT, feed),
             "saved_model/serving_default": lambda feed: saved_model.run(spec.SERVING_DEFAULT, feed),
             spec.AGENT_ONNX: onnx[spec.AGENT_ONNX].run,
+            f"onnx.reference/{spec.AGENT_ONNX}": standard[spec.AGENT_ONNX].run,
         }
         mix_runners = {
             "saved_model": (lambda feed: saved_model.run(spec.MIX, feed),
                             lambda feed: saved_model.run(spec.MIX_GRAD, feed)),
             "onnx": (onnx[spec.MIXER_ONNX].run, onnx[spec.MIXER_GRAD_ONNX].run),
+            "onnx.reference": (standard[spec.MIXER_ONNX].run, standard[spec.MIXER_GRAD_ONNX].run),
         }
         if reference is None:
             reference_name = "saved_model (no Keras run available)"
@@ -378,8 +461,8 @@ def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = 1e-
         report = ValidationReport(version_dir, reference_name, steps=steps, batch_sizes=tuple(batch_sizes))
         rng = np.random.default_rng(seed)
         for batch in batch_sizes:
-            rollout_compare(reference, act_runners, sizes, report, batch, steps, rng, atol)
-            mix_compare(reference, mix_runners, sizes, report, batch, rng, atol, grad_atol)
+            rollout_compare(reference, act_runners, sizes, report, batch, steps, rng, atol, rtol)
+            mix_compare(reference, mix_runners, sizes, report, batch, rng, atol, rtol, grad_atol, grad_rtol)
         return report
     finally:
         saved_model.close()

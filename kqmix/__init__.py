@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ._lazy import lazy_getattr
+from kqmix_runtime._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 

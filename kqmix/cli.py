@@ -202,12 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("--keys", action="store_true")
     presets.set_defaults(func=_cmd_presets)
 
-    import importlib.util
+    from .export.cli import add_commands
 
-    if importlib.util.find_spec("kqmix.export.cli") is not None:
-        from .export.cli import add_commands
-
-        add_commands(sub)
+    add_commands(sub)
     return parser
 
 
@@ -221,7 +218,13 @@ def main(argv=None) -> int:
     if _TF_COMMANDS.intersection(argv[:1]):
         _quiet_tensorflow()
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    from .envs._extras import MissingExtraError
+
+    try:
+        return int(args.func(args) or 0)
+    except MissingExtraError as exc:
+        print(f"kqmix {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

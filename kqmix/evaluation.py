@@ -71,7 +71,7 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         source = "export"
         meta = json.loads((path / "metadata.json").read_text())
         env_name, env_key = meta["environment"]["env"], meta["environment"]["env_key"]
-        from .export.runtime import DecentralisedAgents
+        from kqmix_runtime import DecentralisedAgents
 
         agents = DecentralisedAgents(path)
         extra = {"t_env": meta.get("training", {}).get("t_env"), "weights": "agent.onnx"}

@@ -13,6 +13,7 @@ import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -29,13 +30,31 @@ from kqmix.export import (  # noqa: E402
     ToleranceError,
     ValidationError,
 )
-from kqmix.export import exporter, spec  # noqa: E402
-from kqmix.export.runtime import DecentralisedAgents, Mixer, SingleAgent  # noqa: E402
-from kqmix.export.validate import OnnxRunner, SavedModelRunner, compare, masked_greedy_np  # noqa: E402
+from kqmix.export import exporter  # noqa: E402
+from kqmix.export.validate import (  # noqa: E402
+    ATOL,
+    GRAD_ATOL,
+    GRAD_RTOL,
+    RTOL,
+    OnnxReferenceRunner,
+    OnnxRunner,
+    SavedModelRunner,
+    compare,
+    masked_greedy_np,
+    row_magnitude,
+)
+from kqmix_runtime import DecentralisedAgents, Mixer, SingleAgent, spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models" / "two_step" / "1"
-ATOL = 1e-5
+
+
+def assert_close(got, ref, atol=ATOL, rtol=RTOL, msg=""):
+    """The validator's float32 rule: |got - ref| <= atol + rtol * |ref|, |ref| row-wise."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    assert got.shape == ref.shape, f"{msg}: shape {got.shape} vs {ref.shape}"
+    excess = np.abs(got - ref) / (atol + rtol * row_magnitude(ref))
+    assert (excess <= 1.0).all(), f"{msg}: differs by {np.max(excess):.3g} times the allowance"
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +129,9 @@ def test_version_layout_and_metadata(version_dir, loaded, run_dir):
 
 def test_saved_model_cli_lists_signatures(version_dir):
     result = subprocess.run(
-        ["saved_model_cli", "show", "--all", "--dir", str(version_dir)],
+        # The module, from the running interpreter: the console script may not be on PATH.
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all",
+         "--dir", str(version_dir)],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
@@ -159,6 +180,8 @@ def test_act_parity_over_recurrent_rollouts(batch, loaded, version_dir, saved_mo
         "saved_model": lambda f: saved_model.run("act", f),
         "serving_default": lambda f: saved_model.run("serving_default", f),
         "onnx": onnx_agent.run,
+        # The ONNX standard's reference evaluator: an executor independent of onnxruntime.
+        "onnx.reference": OnnxReferenceRunner(version_dir / "agent.onnx", "act").run,
     }
     hidden = {k: np.zeros((batch, 16), np.float32) for k in ["keras", *impls]}
     agent_id = rng.integers(0, 2, batch).astype(np.int32)
@@ -176,10 +199,9 @@ def test_act_parity_over_recurrent_rollouts(batch, loaded, version_dir, saved_mo
         for name, run in impls.items():
             got = run({**feed, "hidden": hidden[name]})
             assert got["q_values"].shape == (batch, 2) and got["action"].dtype == np.int32
-            np.testing.assert_allclose(got["q_values"], ref["q_values"], rtol=0, atol=ATOL, err_msg=f"{name} t={t}")
+            assert_close(got["q_values"], ref["q_values"], msg=f"{name} t={t}")
             np.testing.assert_array_equal(got["action"], ref["action"], err_msg=f"{name} t={t}")
-            np.testing.assert_allclose(got["next_hidden"], ref["next_hidden"], rtol=0, atol=ATOL,
-                                       err_msg=f"{name} t={t}")
+            assert_close(got["next_hidden"], ref["next_hidden"], msg=f"{name} t={t}")
             hidden[name] = got["next_hidden"]  # each implementation carries its own state
         hidden["keras"] = ref["next_hidden"]
         assert ref["action"][0] == (-1 if t % 6 == 5 else ref["action"][0])
@@ -213,11 +235,11 @@ def test_runtime_matches_keras_over_episodes(loaded, version_dir):
                               "avail_actions": avail, "hidden": hidden})
             actions, q = team.act(obs, avail, return_q=True)
             np.testing.assert_array_equal(actions, ref["action"])
-            np.testing.assert_allclose(q, ref["q_values"], atol=ATOL, rtol=0)
-            np.testing.assert_allclose(team.hidden, ref["next_hidden"], atol=ATOL, rtol=0)
+            assert_close(q, ref["q_values"])
+            assert_close(team.hidden, ref["next_hidden"])
             for i, single in enumerate(singles):
                 assert single.act(obs[i], avail[i]) == ref["action"][i]
-                np.testing.assert_allclose(single.hidden, ref["next_hidden"][i], atol=ATOL, rtol=0)
+                assert_close(single.hidden, ref["next_hidden"][i])
             hidden, last = ref["next_hidden"], ref["action"]
             np.testing.assert_array_equal(team.last_action, last)
 
@@ -239,17 +261,18 @@ def test_mix_parity_and_weights(batch, loaded, version_dir, saved_model):
     results = {
         "saved_model": saved_model.run("mix", feed)["q_tot"],
         "onnx": OnnxRunner(version_dir / "mixer.onnx", "mix").run(feed)["q_tot"],
+        "onnx.reference": OnnxReferenceRunner(version_dir / "mixer.onnx", "mix").run(feed)["q_tot"],
         "runtime": Mixer(version_dir).q_tot(qs, state),
     }
     for name, value in results.items():
         assert value.shape == (batch,), name
-        np.testing.assert_allclose(value, ref, atol=ATOL, rtol=0, err_msg=name)
+        assert_close(value, ref, msg=name)
     sm_grad = saved_model.run("mix_grad", feed)
     q_tot_rt, grad_rt = Mixer(version_dir).weights(qs, state)
     for name, grad in [("saved_model", sm_grad["dq_tot_dq"]), ("runtime", grad_rt)]:
-        np.testing.assert_allclose(grad, ref_grad, atol=1e-4, rtol=1e-5, err_msg=name)
+        assert_close(grad, ref_grad, GRAD_ATOL, GRAD_RTOL, msg=name)
         assert (grad >= 0).all(), "QMIX weights must be non-negative"
-    np.testing.assert_allclose(q_tot_rt, ref, atol=ATOL, rtol=0)
+    assert_close(q_tot_rt, ref)
     single_q, single_w = Mixer(version_dir).weights(qs[0], state[0])
     assert isinstance(single_q, float) and single_w.shape == (2,)
 
@@ -259,9 +282,9 @@ def test_validator_passes_within_tolerance(version_dir, run_dir):
 
     report = validate_export(version_dir, run_dir=run_dir)
     assert report.reference.startswith("Keras")
-    assert report.max_abs_diff and all(
-        v <= ATOL for k, v in report.max_abs_diff.items() if "dq_tot_dq" not in k)
-    assert {"agent.onnx:act:q_values", "saved_model:act:next_hidden", "onnx:mix:q_tot"} <= set(report.max_abs_diff)
+    assert report.max_ratio and all(r <= 1.0 for r in report.max_ratio.values())
+    assert {"agent.onnx:act:q_values", "saved_model:act:next_hidden", "onnx:mix:q_tot",
+            "onnx.reference/agent.onnx:act:q_values", "onnx.reference:mix:q_tot"} <= set(report.max_abs_diff)
 
 
 # --------------------------------------------------------------------------- versions
@@ -374,13 +397,80 @@ def test_validator_tolerance_and_missing_output(version_copy, run_dir):
         validate_export(version_copy, run_dir=run_dir)
 
 
+def _scaled_run(run_dir, tmp_path, factor):
+    """A copy of `run_dir` whose Qs and Q_tot are `factor` times larger (output layers scaled)."""
+    from kqmix.training import load_run
+
+    copy = tmp_path / "scaled_run"
+    shutil.copytree(run_dir, copy)
+    loaded = load_run(copy)
+    layers = [loaded.agent.fc2, loaded.mixer.hyper_w_final.out, loaded.mixer.hyper_v.out]
+    for layer in layers:
+        for weight in layer.weights:
+            weight.assign(weight.numpy() * factor)
+    loaded.model.save(copy / "model.keras")
+    return copy
+
+
+def test_validator_accepts_large_values(run_dir, tmp_path):
+    """|Q| near 1e3: float32 rounding grows with the values, and so does the allowance."""
+    from kqmix.export import validate_export
+
+    scaled = _scaled_run(run_dir, tmp_path, 1500.0)
+    version = exporter.export_run(scaled, name="scaled", out=tmp_path / "sm")
+    q = DecentralisedAgents(version).act(np.eye(3, dtype=np.float32)[[0, 0]], np.ones((2, 2)), return_q=True)[1]
+    assert 3e2 < np.abs(q).max() < 3e3, q
+    report = validate_export(version, run_dir=scaled)
+    assert report.max_abs_diff["agent.onnx:act:q_values"] > ATOL  # an absolute 1e-5 alone would refuse it
+    assert all(r <= 1.0 for r in report.max_ratio.values())
+
+
+def test_validator_rejects_one_weight_changed_by_1e_3(version_copy, run_dir):
+    """One weight of agent.onnx's output layer scaled by (1 + 1e-3): a ToleranceError naming the element."""
+    import onnx
+    from onnx import numpy_helper
+
+    from kqmix.export import validate_export
+
+    path = version_copy / "agent.onnx"
+    model = onnx.load(str(path))
+    sizes = json.loads((version_copy / "metadata.json").read_text())["sizes"]
+    (init,) = [i for i in model.graph.initializer
+               if tuple(i.dims) == (sizes["hidden_dim"], sizes["n_actions"])]  # the (H, A) output kernel
+    weights = numpy_helper.to_array(init).copy()
+    weights.flat[np.argmax(np.abs(weights))] *= 1.0 + 1e-3
+    init.CopyFrom(numpy_helper.from_array(weights, init.name))
+    onnx.save(model, str(path))
+    _rewrite_checksum(version_copy, "agent.onnx")
+    with pytest.raises(ToleranceError, match=r"agent\.onnx \[act\]: output 'q_values' differs .* at index \[") as info:
+        validate_export(version_copy, run_dir=run_dir)
+    error = info.value
+    assert error.abs_diff > error.allowed == pytest.approx(error.atol + error.rtol * error.magnitude)
+
+
+def test_failed_export_leaves_no_model_folder(run_dir, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected failure in the converter")
+
+    monkeypatch.setattr(exporter, "write_onnx", fail)
+    out = tmp_path / "new" / "models"
+    with pytest.raises(RuntimeError, match="injected"):
+        exporter.export_run(run_dir, name="fresh", out=out)
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    with pytest.raises(RuntimeError, match="injected"):
+        exporter.export_run(run_dir, name="fresh", out=existing)
+    assert existing.is_dir() and not any(existing.iterdir())
+
+
 def test_compare_reports_shape_mismatch():
     from kqmix.export.validate import ValidationReport
 
     report = ValidationReport(Path("v"), "ref")
     with pytest.raises(ShapeMismatchError, match=r"agent\.onnx \[act\]: output 'q_values' has shape \(3, 2\)"):
         compare(report, "agent.onnx", "act", {"q_values": np.zeros((3, 2))},
-                {"q_values": np.zeros((2, 2), np.float32)}, 1e-5, "")
+                {"q_values": np.zeros((2, 2), np.float32)}, ATOL, RTOL, "")
     assert issubclass(ShapeMismatchError, ValidationError)
 
 
@@ -481,7 +571,7 @@ def test_documented_rest_examples_match_saved_model():
                 expected = {next(iter(outputs)): expected}
             assert set(expected) == set(outputs)
             for key, value in expected.items():
-                np.testing.assert_allclose(got[key], np.asarray(value), atol=2e-6, rtol=0, err_msg=key)
+                assert_close(got[key], np.asarray(value), msg=key)
     finally:
         runner.close()
 

@@ -1,76 +1,46 @@
-"""The TensorFlow-free runtime, run where `import tensorflow` fails.
+"""The TensorFlow-free runtime (`kqmix_runtime`), as a robot installs it.
 
-A `sitecustomize` on PYTHONPATH installs an import hook that refuses
-TensorFlow (and Keras, tf2onnx) in a fresh interpreter, which then imports
-`kqmix.export.runtime` and plays the two-step game with the shipped example.
+The runtime distribution's wheel is built from `runtime/` and installed into a
+fresh virtual environment that has no TensorFlow; there it plays the QMIX
+paper's two-step game from the shipped example to the optimal return 8.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models" / "two_step" / "1"
 
-BLOCKER = textwrap.dedent(
-    """
-    import sys
-
-    class _NoTensorFlow:
-        BLOCKED = ("tensorflow", "keras", "tf2onnx", "tf_keras")
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in self.BLOCKED:
-                raise ImportError(f"{name} is blocked in this test (no TensorFlow installed)")
-            return None
-
-    sys.meta_path.insert(0, _NoTensorFlow())
-    """
-)
-
-SCRIPT = textwrap.dedent(
+PLAY = textwrap.dedent(
     """
     import json, sys
-    import numpy as np
+    from pathlib import Path
 
     try:
         import tensorflow  # noqa: F401
     except ImportError:
-        blocked = True
+        tensorflow_missing = True
     else:
-        blocked = False
+        tensorflow_missing = False
 
-    import kqmix
-    import kqmix.export
-    from kqmix.export.runtime import DecentralisedAgents, Mixer, SingleAgent
-
-    # Resolving the exporter must not pull TensorFlow in; only calling it does.
-    export_run_resolves = callable(kqmix.export.export_run)
-
-    class TwoStep:  # the QMIX paper's two-step game, inlined to depend on nothing
-        def reset(self):
-            self.s = 0
-            return self.obs()
-        def obs(self):
-            one_hot = np.eye(3, dtype=np.float32)[self.s]
-            return np.tile(one_hot, (2, 1)), one_hot, np.ones((2, 2), np.float32)
-        def step(self, a):
-            if self.s == 0:
-                self.s = 1 if a[0] == 0 else 2
-                return (*self.obs(), 0.0, False)
-            pay = 7.0 if self.s == 1 else [[0.0, 1.0], [1.0, 8.0]][a[0]][a[1]]
-            return (*self.obs(), pay, True)
+    import kqmix_runtime
+    from kqmix_runtime import DecentralisedAgents, Mixer, SingleAgent
+    from kqmix.envs import make_env  # numpy only: the game, from the source tree
 
     version = sys.argv[1]
     team, mixer = DecentralisedAgents(version), Mixer(version)
     singles = [SingleAgent(version, i) for i in range(team.n_agents)]
-    env = TwoStep()
+    env = make_env("two_step")
     returns, weights, agree = [], [], True
-    for episode in range(3):
-        obs, state, avail = env.reset()
+    for seed in range(3):
+        obs, state, avail = env.reset(seed=seed)
         team.reset()
         for s in singles:
             s.reset()
@@ -78,15 +48,16 @@ SCRIPT = textwrap.dedent(
         while not done:
             actions, q = team.act(obs, avail, return_q=True)
             agree &= [s.act(obs[i], avail[i]) for i, s in enumerate(singles)] == actions.tolist()
-            q_tot, w = mixer.weights(q[np.arange(2), actions], state)
-            weights.extend(w.tolist())
-            obs, state, avail, reward, done = env.step(actions)
+            weights.extend(mixer.weights(q[range(len(actions)), actions], state)[1].tolist())
+            obs, state, avail, reward, terminated, truncated, _ = env.step(actions)
             total += reward
+            done = terminated or truncated
         returns.append(total)
     print(json.dumps({
-        "blocked": blocked,
-        "export_run_resolves": export_run_resolves,
-        "tf_loaded": "tensorflow" in sys.modules,
+        "tensorflow_missing": tensorflow_missing,
+        "tensorflow_loaded": "tensorflow" in sys.modules,
+        "runtime_file": kqmix_runtime.__file__,
+        "prefix": sys.prefix,
         "returns": returns,
         "singles_agree": bool(agree),
         "min_weight": min(weights),
@@ -95,21 +66,56 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_runtime_runs_without_tensorflow(tmp_path):
-    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+def _run(args, **kwargs):
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory):
+    """A virtual environment with only the kqmix-runtime wheel (and its numpy, onnxruntime)."""
+    tmp = tmp_path_factory.mktemp("runtime")
+    # Built from a copy: setuptools writes build/ and *.egg-info/ next to the sources.
+    shutil.copytree(ROOT / "runtime", tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist"),
+          str(tmp / "src")])
+    (wheel,) = (tmp / "dist").glob("kqmix_runtime-*.whl")
+    _run([sys.executable, "-m", "venv", str(tmp / "venv")])
+    python = tmp / "venv" / "bin" / "python"
+    _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)])
+    return python
+
+
+def test_wheel_holds_only_the_runtime(runtime_venv):
+    result = _run([str(runtime_venv), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"])
+    installed = {p["name"].lower() for p in json.loads(result.stdout)}
+    assert {"kqmix-runtime", "numpy", "onnxruntime"} <= installed
+    assert not {"tensorflow", "keras", "kqmix", "tf2onnx"} & installed
+
+
+def test_runtime_plays_two_step_without_tensorflow(runtime_venv, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    no_tf = subprocess.run([str(runtime_venv), "-c", "import tensorflow"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path, timeout=120)
+    assert no_tf.returncode != 0 and "No module named 'tensorflow'" in no_tf.stderr
+
     script = tmp_path / "play.py"
-    script.write_text(SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(tmp_path)
-    result = subprocess.run(
-        [sys.executable, str(script), str(SHIPPED)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    script.write_text(PLAY)
+    result = _run([str(runtime_venv), str(script), str(SHIPPED)], env={**env, "PYTHONPATH": str(ROOT)},
+                  cwd=tmp_path)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["blocked"], "the import hook did not block TensorFlow"
-    assert report["export_run_resolves"]
-    assert not report["tf_loaded"]
+    assert report["tensorflow_missing"] and not report["tensorflow_loaded"]
+    assert Path(report["runtime_file"]).is_relative_to(report["prefix"])  # the wheel's copy, not the tree's
     assert report["returns"] == [8.0, 8.0, 8.0]
     assert report["singles_agree"]
-    assert report["min_weight"] >= 0.0
+    assert report["min_weight"] >= 0.0  # QMIX's mixing weights are non-negative
+
+
+def test_kqmix_imports_do_not_load_tensorflow(tmp_path):
+    """`import kqmix`, `kqmix.export` and resolving `export_run` stay TensorFlow-free (lazy modules)."""
+    code = ("import sys, kqmix, kqmix.export, kqmix_runtime; "
+            "assert callable(kqmix.export.export_run); "
+            "print('tensorflow' in sys.modules, 'onnxruntime' in sys.modules)")
+    result = _run([sys.executable, "-c", code], cwd=tmp_path)
+    assert result.stdout.split() == ["False", "False"]

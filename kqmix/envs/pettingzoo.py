@@ -44,6 +44,7 @@ import inspect
 
 import numpy as np
 
+from ._extras import MissingExtraError
 from ._keys import parse_key
 from .base import EnvContractError, MultiAgentEnv
 
@@ -63,7 +64,7 @@ def _import_env_module(path: str):
             raise  # something inside the package is broken; keep the original error
         extra = _EXTRA_FOR.get(top if missing != "pettingzoo" else "pettingzoo")
         command = f"pip install 'kqmix[{extra}]'" if extra else f"pip install pettingzoo {top}"
-        raise ImportError(
+        raise MissingExtraError(
             f"PettingZoo environment {path!r} could not be imported ({exc}). "
             f"Install it with: {command}"
         ) from exc

@@ -58,14 +58,25 @@ class ShapeMismatchError(ValidationError):
 
 
 class ToleranceError(ValidationError):
-    """An artifact's output differs from the Keras model's by more than the tolerance."""
+    """An artifact's output differs from the reference by more than `atol + rtol * |reference|`.
 
-    def __init__(self, artifact: str, output: str, max_abs_diff: float, atol: float, where: str = ""):
-        self.artifact, self.output = artifact, output
-        self.max_abs_diff, self.atol = float(max_abs_diff), float(atol)
+    The message names the worst element (the one furthest outside its
+    allowance): its index, both values, the difference and the allowance.
+    `magnitude` is the |reference| the allowance was scaled by.
+    """
+
+    def __init__(self, artifact: str, output: str, index: tuple, got: float, expected: float,
+                 atol: float, rtol: float, magnitude: float, where: str = ""):
+        self.artifact, self.output, self.index = artifact, output, tuple(int(i) for i in index)
+        self.got, self.expected = float(got), float(expected)
+        self.atol, self.rtol, self.magnitude = float(atol), float(rtol), float(magnitude)
+        self.abs_diff = abs(self.got - self.expected)
+        self.allowed = self.atol + self.rtol * self.magnitude
         super().__init__(
-            f"{artifact}: output {output!r} differs from the Keras model by "
-            f"{self.max_abs_diff:.3g} (tolerance {self.atol:.3g})" + (f" {where}" if where else "")
+            f"{artifact}: output {output!r} differs from the reference at index {list(self.index)}: "
+            f"{self.got!r} vs {self.expected!r}, |diff| {self.abs_diff:.3g} > "
+            f"atol {self.atol:.3g} + rtol {self.rtol:.3g} * |reference| {self.magnitude:.3g} "
+            f"= {self.allowed:.3g}" + (f" {where}" if where else "")
         )
 
 

@@ -1,0 +1,41 @@
+"""kqmix-runtime: run exported kqmix agents and mixers with numpy and onnxruntime only.
+
+* `DecentralisedAgents(version_dir)` - every agent of a team in one call;
+* `SingleAgent(version_dir, agent_id)` - one agent on its own device;
+* `Mixer(version_dir)` - Q_tot and dQ_tot/dQ_a of the trained mixer;
+* `spec` - the deployment contract (file, signature and tensor names);
+* `errors` - the exceptions raised by the runtime, the exporter and the validator.
+
+This package is its own small distribution (`pip install kqmix-runtime`,
+depending on numpy and onnxruntime) for machines without TensorFlow; the full
+`kqmix` distribution ships the same package and imports it. Importing it does
+not import onnxruntime: the runtime classes load it on first use.
+"""
+
+from __future__ import annotations
+
+from . import errors, spec
+from ._lazy import lazy_getattr
+from .errors import NoAvailableActionError, RuntimeInputError, ValidationError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "DecentralisedAgents": "kqmix_runtime.runtime",
+    "SingleAgent": "kqmix_runtime.runtime",
+    "Mixer": "kqmix_runtime.runtime",
+    "load_metadata": "kqmix_runtime.runtime",
+    "make_session": "kqmix_runtime.runtime",
+}
+
+__all__ = [
+    *_LAZY,
+    "NoAvailableActionError",
+    "RuntimeInputError",
+    "ValidationError",
+    "errors",
+    "spec",
+    "__version__",
+]
+
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
