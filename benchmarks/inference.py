@@ -59,24 +59,19 @@ def synthetic_run(tmp: Path, n_agents=3, n_actions=9, obs_dim=30, state_dim=48, 
     from kqmix.config import make_config
     from kqmix.envs import EnvInfo
     from kqmix.networks import agent_from_config, build_qmix_model, mixer_from_config
-    from kqmix.training import save_model_atomic
+    from kqmix import rundir
 
     config = make_config("two_step", {"rnn_hidden_dim": hidden, "obs_last_action": True,
                                       "hypernet_layers": 2})
     info = EnvInfo(n_agents, n_actions, obs_dim, state_dim, 60)
     agent = agent_from_config(info, config)
     mixer = mixer_from_config(info, config)
-    run = tmp / "run_3m"
-    run.mkdir()
-    config.save(run / "config.json")
-    (run / "env.json").write_text(json.dumps({
-        "env": "synthetic", "env_key": "smac-3m-shape", **dataclasses.asdict(info),
-        "action_meanings": None, "notes": ["untrained network of the SMAC 3m shape, for timing"],
-    }))
-    (run / "run.json").write_text(json.dumps({
-        "t_env": 0, "episodes": 0, "train_steps": 0, "test_return_mean": None,
-        "kqmix_version": "benchmark", "preset": "synthetic"}))
-    save_model_atomic(build_qmix_model(agent, mixer, state_dim), run / "model.keras")
+    env = {"env": "synthetic", "env_key": "smac-3m-shape", **dataclasses.asdict(info),
+           "action_meanings": None, "notes": ["untrained network of the SMAC 3m shape, for timing"]}
+    run = rundir.create(tmp / "run_3m", config, env, preset="synthetic")
+    rundir.write_summary(run, {"t_env": 0, "episodes": 0, "train_steps": 0, "test_return_mean": None,
+                               "kqmix_version": "benchmark", "preset": "synthetic"})
+    rundir.save_model(run, build_qmix_model(agent, mixer, state_dim))
     return run
 
 
@@ -133,7 +128,7 @@ def bench_version(version_dir: Path, run_dir, seconds: float, repeats: int) -> l
         cases.append(("agent step", "SavedModel signature", b, lambda t=tensors: act_sig(**t), 20_000))
 
     if run_dir is not None:
-        from kqmix.training import load_run
+        from kqmix.rundir import load_run
 
         loaded = load_run(run_dir)
         agent, mixer = loaded.agent, loaded.mixer

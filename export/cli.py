@@ -57,22 +57,46 @@ def add_commands(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Exit 0 when published; 2 for bad input (not a finished run, a bad name); 1 when --check fails."""
+    from kqmix.rundir import RunError
+
     from .exporter import export_run
 
     try:
         path = export_run(args.run_dir, name=args.name, out=args.out, check=args.check, opset=args.opset)
-    except (ExportError, ValidationError, FileNotFoundError) as exc:
-        print(f"kqmix export: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (RunError, ExportError) as exc:
+        print(f"kqmix export: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"kqmix export: not published, the check failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"exported {path}" + (" (validated)" if args.check else ""))
     return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    """Exit 0 when the version is valid; 1 when it is not; 2 when DIR or --run is not what it should be."""
+    from pathlib import Path
+
+    from kqmix import rundir
+
     from .validate import validate_export
 
+    for name in ("atol", "rtol"):
+        if not getattr(args, name) >= 0:
+            print(f"kqmix validate: --{name} must be >= 0. Received: {getattr(args, name)}", file=sys.stderr)
+            return 2
+    if not (Path(args.dir) / spec.METADATA_FILE).is_file():
+        print(f"kqmix validate: {args.dir} is not an exported version directory (no {spec.METADATA_FILE}).",
+              file=sys.stderr)
+        return 2
     try:
+        if args.run_dir is not None:
+            rundir.require_run(args.run_dir)
         report = validate_export(args.dir, run_dir=args.run_dir, atol=args.atol, rtol=args.rtol)
+    except rundir.RunError as exc:
+        print(f"kqmix validate: {exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
         print(f"kqmix validate: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

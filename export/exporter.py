@@ -18,18 +18,17 @@ never sees a half-written version (TF Serving only picks up numeric names).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from kqmix_runtime import spec
 from kqmix_runtime.errors import ExportError
 
-_TMP_PREFIX = ".tmp-export-"
+from kqmix import rundir
+from kqmix.files import sha256_file, staging_dir
 
 
 def default_name(config) -> str:
@@ -46,14 +45,6 @@ def existing_versions(model_dir) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_checksums(version_dir) -> dict[str, str]:
     """Relative path -> sha256 of every file under `version_dir` except metadata.json."""
     version_dir = Path(version_dir)
@@ -68,7 +59,7 @@ def sizes_of(agent, mixer, env: dict) -> dict:
     return {
         "n_agents": int(agent.n_agents),
         "n_actions": int(agent.n_actions),
-        "obs_dim": int(agent._obs_dim),
+        "obs_dim": int(agent.obs_dim),
         "state_dim": int(env["state_dim"]),
         "hidden_dim": int(agent.hidden_dim),
         "episode_limit": int(env.get("episode_limit", 0)),
@@ -76,14 +67,8 @@ def sizes_of(agent, mixer, env: dict) -> dict:
 
 
 def agent_input_layout(agent) -> list[dict]:
-    """Order of the agent network's input features, as `RNNAgent.build_features` builds them."""
-    layout = [{"name": "obs", "size": int(agent._obs_dim), "source": "obs"}]
-    if agent.use_last_action:
-        layout.append({"name": "last_action_one_hot", "size": int(agent.n_actions),
-                       "source": "last_action (-1 = none -> zeros)"})
-    if agent.use_agent_id:
-        layout.append({"name": "agent_id_one_hot", "size": int(agent.n_agents), "source": "agent_id"})
-    return layout
+    """The agent network's input blocks in order (`RNNAgent.input_layout()`), for metadata.json."""
+    return [part._asdict() for part in agent.input_layout()]
 
 
 def _signature_doc(inputs: dict, outputs: dict, sizes: dict) -> dict:
@@ -211,7 +196,7 @@ def _write_version(loaded, tmp: Path, name: str, opset: int) -> None:
     write_saved_model(functions, agent, mixer, tmp)
     for filename, signature in spec.ONNX_FILES.items():
         write_onnx(functions[signature], tmp / filename, opset, signature, sizes)
-    shutil.copyfile(Path(loaded.run_dir) / "config.json", tmp / spec.CONFIG_FILE)
+    shutil.copyfile(Path(loaded.run_dir) / rundir.CONFIG_FILE, tmp / spec.CONFIG_FILE)
     metadata = build_metadata(loaded, name, sizes, opset)
     metadata["files"] = file_checksums(tmp)
     (tmp / spec.METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
@@ -222,7 +207,7 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
     """Exports a finished run as a new version `<out>/<name>/<version>/`; returns its path.
 
     Args:
-        run_dir: a run directory written by `kqmix.training.train`.
+        run_dir: a finished run directory (see `kqmix.rundir`).
         name: model name (TF Serving's MODEL_NAME); default from the environment.
         out: model base directory; created if needed.
         check: validate every artifact against the Keras model before the
@@ -233,11 +218,9 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
     The version is the next integer after the highest existing one; an
     existing version is never overwritten.
     """
-    from kqmix.training import load_run
-
     if quiet:
         _quiet_converters()
-    loaded = load_run(run_dir)
+    loaded = rundir.load_run(run_dir)
     name = name or default_name(loaded.config)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
         raise ExportError(
@@ -247,8 +230,7 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
     model_dir = Path(out) / name
     created = _make_dirs(model_dir)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=model_dir))
-        try:
+        with staging_dir(model_dir, "export-") as tmp:
             _write_version(loaded, tmp, name, opset)
             if check:
                 from .validate import validate_export
@@ -256,9 +238,6 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
                 validate_export(tmp, run_dir=run_dir, loaded=loaded)
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a server user
             return _publish(tmp, model_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     except BaseException:
         # A failed export leaves the disk as it found it: the directories it
         # made for this version go too, if nothing else has appeared in them.

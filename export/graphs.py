@@ -33,19 +33,22 @@ def input_signatures(sizes: dict) -> dict:
 
 
 def masked_greedy(q, avail_actions):
-    """Best available action per row, or -1 for a row with no available action.
+    """Best available action per row, `spec.NO_ACTION` for a row with no available action.
 
     q `(B, A)`, avail_actions `(B, A)` (> 0 = available) -> `(B,)` int32.
-    -1 (not an arbitrary 0) so that a caller who sends an empty mask gets an
-    action no environment accepts instead of a silently illegal one.
+    The TensorFlow twin of `kqmix_runtime.actions.masked_greedy`, which
+    defines the choice (the validator compares the two).
     """
     masked = tf.where(avail_actions > 0, q, tf.constant(float("-inf"), q.dtype))  # (B, A)
     best = tf.argmax(masked, axis=-1, output_type=tf.int32)  # (B,); 0 for an all -inf row
-    empty = tf.cast(tf.equal(tf.reduce_max(masked, axis=-1), float("-inf")), tf.int32)
-    # 0 - 1 = -1 for an empty row. Arithmetic rather than tf.where: tf2onnx
-    # lowers a select into a chain of casts and multiplies, and at batch 1
-    # every ONNX node is a measurable share of the step's latency.
-    return best - empty
+    empty = tf.cast(tf.equal(tf.reduce_max(masked, axis=-1), float("-inf")), tf.int32)  # (B,) 1 = empty
+    # An empty row's argmax is 0, so adding NO_ACTION there gives NO_ACTION.
+    # Arithmetic rather than tf.where: tf2onnx lowers a select into a chain
+    # of casts and multiplies, and at batch 1 every ONNX node is a measurable
+    # share of the step's latency; for NO_ACTION = -1 it is one subtraction.
+    if spec.NO_ACTION == -1:
+        return best - empty
+    return best + spec.NO_ACTION * empty
 
 
 def _qmix_weights(mixer, agent_qs, state):
@@ -107,17 +110,16 @@ def fused_agent_step(agent, obs, agent_id, last_action, hidden):
     obs `(B, O)`, agent_id `(B,)`, last_action `(B,)` (-1 = none), hidden
     `(B, H)` -> q `(B, A)`, next_hidden `(B, H)`.
     """
-    n_obs, h_dim = agent._obs_dim, agent.hidden_dim
+    h_dim = agent.hidden_dim
     kernel1 = tf.convert_to_tensor(agent.fc1.kernel)  # (O + extra, H)
-    x = tf.matmul(obs, kernel1[:n_obs]) + agent.fc1.bias  # (B, H)
-    offset = n_obs
-    if agent.use_last_action:
+    rows = {block.name: kernel1[block.start : block.stop] for block in agent.input_layout()}
+    x = tf.matmul(obs, rows["obs"]) + agent.fc1.bias  # (B, H)
+    if "last_action_one_hot" in rows:
         # Row 0 is the "no action yet" (-1) zero row, hence the +1 shift.
-        table = tf.concat([tf.zeros((1, h_dim)), kernel1[offset : offset + agent.n_actions]], 0)
+        table = tf.concat([tf.zeros((1, h_dim)), rows["last_action_one_hot"]], 0)  # (A + 1, H)
         x = x + tf.gather(table, last_action + 1)
-        offset += agent.n_actions
-    if agent.use_agent_id:
-        x = x + tf.gather(kernel1[offset : offset + agent.n_agents], agent_id)
+    if "agent_id_one_hot" in rows:
+        x = x + tf.gather(rows["agent_id_one_hot"], agent_id)
     x = tf.nn.relu(x)
 
     cell = agent.gru.cell

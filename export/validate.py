@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kqmix_runtime import spec
+from kqmix_runtime.actions import masked_greedy
 from kqmix_runtime.errors import (
     CorruptArtifactError,
     MismatchError,
@@ -100,8 +101,9 @@ class ValidationReport:
 
 def check_files(version_dir: Path) -> dict:
     """Existence and checksums of every artifact; returns the parsed metadata."""
-    from .exporter import sha256_file
     from kqmix_runtime.runtime import load_metadata
+
+    from kqmix.files import sha256_file
 
     for name in REQUIRED_FILES:
         if not (version_dir / name).is_file():
@@ -260,7 +262,7 @@ class KerasReference:
         q = np.asarray(q, np.float32)
         return {
             "q_values": q,
-            "action": masked_greedy_np(q, feed["avail_actions"]),
+            "action": masked_greedy(q, feed["avail_actions"]),
             "next_hidden": np.asarray(next_hidden, np.float32),
         }
 
@@ -272,13 +274,6 @@ class KerasReference:
             **self.mix(feed),
             "dq_tot_dq": np.asarray(self._grad(feed["agent_qs"], feed["state"]), np.float32),
         }
-
-
-def masked_greedy_np(q, avail):
-    """Numpy twin of `graphs.masked_greedy`: best available action, -1 for an empty row."""
-    available = avail > 0
-    best = np.argmax(np.where(available, q, -np.inf), axis=-1).astype(np.int32)
-    return np.where(available.any(axis=-1), best, np.int32(-1)).astype(np.int32)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -484,12 +479,12 @@ class _SavedModelReference:
 
 def _reference(metadata: dict, run_dir, loaded):
     if loaded is None:
-        candidate = run_dir or metadata.get("source", {}).get("run_dir")
-        if candidate is None or not (Path(candidate) / "model.keras").is_file():
-            if run_dir is not None:
-                raise MissingArtifactError(Path(run_dir) / "model.keras", "the run to compare with")
-            return None, None
-        from kqmix.training import load_run
+        from kqmix import rundir
 
-        loaded = load_run(candidate)
+        candidate = run_dir or metadata.get("source", {}).get("run_dir")
+        if candidate is None or not (Path(candidate) / rundir.MODEL_FILE).is_file():
+            if run_dir is not None:
+                raise MissingArtifactError(Path(run_dir) / rundir.MODEL_FILE, "the run to compare with")
+            return None, None
+        loaded = rundir.load_run(candidate)
     return KerasReference(loaded.agent, loaded.mixer), f"Keras model of {loaded.run_dir}"

@@ -1,20 +1,15 @@
 """kqmix: QMIX for Keras 3 on TensorFlow, exportable to SavedModel and ONNX.
 
 Importing `kqmix` does not import TensorFlow; the names below load their
-module on first use, so `kqmix.export.runtime` works where only numpy and
-onnxruntime are installed.
+module on first use. The TensorFlow-free runtime is the package
+`kqmix_runtime` (shipped with kqmix, and on its own as `kqmix-runtime`).
 """
 
 from __future__ import annotations
 
-import os
-
 from kqmix_runtime._lazy import lazy_getattr
 
 __version__ = "0.1.0"
-
-# Keep TensorFlow's C++ start-up chatter out of the user's terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _LAZY = {
     "HyperNetwork": "kqmix.layers",
@@ -31,6 +26,7 @@ _LAZY = {
     "make_config": "kqmix.config",
     "make_env": "kqmix.envs",
     "train": "kqmix.training",
+    "load_run": "kqmix.rundir",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -16,15 +16,15 @@ file, and the previous good one is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .files import fsync_dir, sha256_file, staging_dir
 
 MANIFEST = "manifest.json"
 PREFIX = "ckpt-"
@@ -34,32 +34,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, damaged, or does not match the run."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def checkpoint_name(t_env: int) -> str:
     return f"{PREFIX}{t_env:012d}"
 
 
 def write_checkpoint(root: Path, t_env: int, arrays: dict[str, dict[str, np.ndarray]], state: dict) -> Path:
     """Writes `root/ckpt-<t_env>/` atomically; `arrays` maps file stem -> named arrays."""
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(t_env)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-ckpt-"))
-    try:
+    with staging_dir(root, "ckpt-") as tmp:
         files = {}
         for stem, named in arrays.items():
             path = tmp / f"{stem}.npz"
@@ -67,10 +49,10 @@ def write_checkpoint(root: Path, t_env: int, arrays: dict[str, dict[str, np.ndar
                 np.savez(fh, **named)
                 fh.flush()
                 os.fsync(fh.fileno())
-            files[path.name] = _sha256(path)
+            files[path.name] = sha256_file(path)
         state_path = tmp / "state.json"
         state_path.write_text(json.dumps(state, indent=1, sort_keys=True))
-        files["state.json"] = _sha256(state_path)
+        files["state.json"] = sha256_file(state_path)
         with open(tmp / MANIFEST, "w") as fh:
             json.dump({"files": files, "t_env": t_env}, fh, indent=1)
             fh.flush()
@@ -78,10 +60,7 @@ def write_checkpoint(root: Path, t_env: int, arrays: dict[str, dict[str, np.ndar
         if final.exists():  # a re-run of the same step after a resume
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        fsync_dir(root)
     return final
 
 
@@ -97,7 +76,7 @@ def verify_checkpoint(path: Path) -> None:
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing from checkpoint.")
-        if _sha256(file) != expected:
+        if sha256_file(file) != expected:
             raise CheckpointError(f"{file}: checksum mismatch (truncated or corrupted).")
 
 

@@ -46,25 +46,21 @@ def _quiet_tensorflow():
 
 
 def _cmd_train(args) -> int:
-    from .config import Config, ConfigError, RunError, make_config
+    from .config import ConfigError, make_config, parse_override
+    from .rundir import RunError, read_config
 
     overrides = list(args.overrides) + (["deterministic=true"] if args.deterministic else [])
     try:
         if args.resume:
             if args.preset:
                 raise ConfigError("--preset cannot be combined with --resume (the run keeps its config).")
-            config_path = os.path.join(args.resume, "config.json")
-            if not os.path.isfile(config_path):
-                raise RunError(f"{args.resume} is not a kqmix run directory (no config.json).")
-            saved = Config.load(config_path)
-            config = saved.replace(**dict(_parse(o) for o in overrides))
+            config = read_config(args.resume).replace(**dict(parse_override(o) for o in overrides))
         else:
             config = make_config(args.preset, overrides)
-        preset = args.preset or _default_preset()
         _quiet_tensorflow()
         from .training import train
 
-        result = train(config, preset=preset, run_dir=args.resume or args.run_dir,
+        result = train(config, preset=args.preset or _default_preset(), run_dir=args.resume or args.run_dir,
                        quiet=args.quiet, resume=bool(args.resume))
     except (ConfigError, RunError) as exc:
         print(f"kqmix train: {exc}", file=sys.stderr)
@@ -89,20 +85,17 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _parse(text):
-    from .config import parse_override
-
-    return parse_override(text)
-
-
 def _cmd_evaluate(args) -> int:
+    from kqmix_runtime.errors import RuntimeInputError, ValidationError
+
     from .evaluation import EvaluationError, evaluate_path
+    from .rundir import RunError
 
     _quiet_tensorflow()
     try:
         report = evaluate_path(args.path, episodes=args.episodes, seed=args.seed,
                                report_path=args.report, render=args.render)
-    except EvaluationError as exc:
+    except (EvaluationError, RunError, ValidationError, RuntimeInputError) as exc:
         print(f"kqmix evaluate: {exc}", file=sys.stderr)
         return 2
     print(

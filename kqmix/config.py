@@ -10,20 +10,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .files import write_json_atomic
 from .presets import DEFAULT_PRESET, PRESETS
 
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid."""
-
-
-class RunError(ValueError):
-    """A run directory is missing, not a run, or cannot be resumed as asked."""
 
 
 @dataclass(frozen=True)
@@ -157,11 +152,6 @@ class Config:
             need(0 <= getattr(self, name) <= 1, name, "a float in [0, 1]")
         need(self.buffer_size >= self.batch_size, "buffer_size", f"at least batch_size ({self.batch_size})")
 
-    # Derived values are computed, never stored.
-    @property
-    def soft_target_update(self) -> bool:
-        return self.target_update_tau > 0
-
     def replace(self, **changes) -> "Config":
         unknown = [k for k in changes if k not in field_names()]
         if unknown:
@@ -202,26 +192,6 @@ def _unknown_key_message(key: str) -> str:
     close = difflib.get_close_matches(key, field_names(), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"Unknown config key {key!r}.{hint} Run `kqmix presets --keys` to list every key."
-
-
-def write_json_atomic(path, data) -> None:
-    """Writes JSON to a temporary file in the same directory, then renames it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -276,10 +246,8 @@ def make_config(preset: str | None = None, overrides: list[str] | dict | None = 
 __all__ = [
     "Config",
     "ConfigError",
-    "RunError",
     "PRESETS",
     "DEFAULT_PRESET",
     "make_config",
     "parse_override",
-    "write_json_atomic",
 ]

@@ -1,23 +1,52 @@
-"""Greedy evaluation of a run directory or an exported version (`kqmix evaluate`)."""
+"""Greedy evaluation, and the seeds of every episode kqmix plays.
+
+* `episode_seeds(seed, stream, k, m)` - the environment seeds of the k-th
+  batch of M episodes of one stream; training, its greedy tests and
+  `kqmix evaluate` each have their own stream of the run's seed;
+* `greedy_returns(runner, n, seed, stream)` - greedy returns over a `Runner`
+  (the training loop's tests);
+* `evaluate_path(path)` - `kqmix evaluate` of a run directory or an exported
+  version, through the same `reset()` / `act()` interface the export runtime
+  offers, with a JSON report.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .config import Config, write_json_atomic
+from . import rundir
+from .files import write_json_atomic
 
-EVAL_STREAM = 2
+#: Seed streams: training episodes, greedy test episodes during training, `kqmix evaluate`.
+TRAIN_STREAM, TEST_STREAM, EVAL_STREAM = 0, 1, 2
 
 
 class EvaluationError(ValueError):
     """The path cannot be evaluated as asked."""
 
 
-def _episode_seed(seed: int, k: int) -> int:
-    return int(np.random.SeedSequence([seed, EVAL_STREAM, k]).generate_state(1)[0])
+def episode_seeds(seed: int, stream: int, k: int, m: int) -> list[int]:
+    """Environment seeds for the k-th batch of M episodes of one stream.
+
+    Every episode's seed is a function of (run seed, stream, batch index), so
+    a resumed run replays exactly the episodes an uninterrupted one would.
+    """
+    return [int(x) for x in np.random.SeedSequence([seed, stream, k]).generate_state(m)]
+
+
+def greedy_returns(runner, n_episodes: int, seed: int, stream: int, first_batch: int = 0) -> np.ndarray:
+    """Greedy returns of `n_episodes` episodes (rounded up to whole batches of the runner's M).
+
+    Batch k of the runner plays the seeds `episode_seeds(seed, stream, first_batch + k, M)`.
+    """
+    returns, k = [], 0
+    while len(returns) < n_episodes:
+        _, stats = runner.run(greedy=True, seeds=episode_seeds(seed, stream, first_batch + k, runner.n_envs))
+        returns.extend(stats.returns.tolist())
+        k += 1
+    return np.asarray(returns[:n_episodes])
 
 
 class _GreedyTeam:
@@ -40,17 +69,16 @@ class _GreedyTeam:
 
 def _run_policy(path: Path):
     """(greedy team, config, extra report fields) for a run directory."""
-    from . import checkpoint as ckpt
     from .policy import NumpyAgentPolicy
-    from .training import load_run
 
-    config = Config.load(path / "config.json")
-    if (path / "model.keras").is_file():
-        run = load_run(path)
-        return _GreedyTeam(NumpyAgentPolicy(run.agent)), config, {"t_env": run.run.get("t_env"), "weights": "model.keras"}
-    latest = ckpt.load_latest(path / "checkpoints")
+    config = rundir.read_config(path)
+    if (path / rundir.MODEL_FILE).is_file():
+        run = rundir.load_run(path)
+        return (_GreedyTeam(NumpyAgentPolicy(run.agent)), config,
+                {"t_env": run.run.get("t_env"), "weights": rundir.MODEL_FILE})
+    latest = rundir.latest_checkpoint(path)
     if latest is None:
-        raise EvaluationError(f"{path} has neither model.keras nor an intact checkpoint to evaluate.")
+        raise EvaluationError(f"{path} has neither {rundir.MODEL_FILE} nor an intact checkpoint to evaluate.")
     from .envs import make_env
     from .learner import QLearner
 
@@ -62,26 +90,30 @@ def _run_policy(path: Path):
 
 def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None, render: bool = False) -> dict:
     """Runs `episodes` greedy episodes and writes a JSON report; returns the report."""
+    from kqmix_runtime import spec
+
     from .envs import make_env
 
     path = Path(path)
     if episodes < 1:
         raise EvaluationError(f"--episodes must be at least 1. Received: {episodes}")
-    if (path / "metadata.json").is_file():
+    if (path / spec.METADATA_FILE).is_file():
         source = "export"
-        meta = json.loads((path / "metadata.json").read_text())
+        from kqmix_runtime import DecentralisedAgents, load_metadata
+
+        meta = load_metadata(path)
         env_name, env_key = meta["environment"]["env"], meta["environment"]["env_key"]
-        from kqmix_runtime import DecentralisedAgents
 
         agents = DecentralisedAgents(path)
         extra = {"t_env": meta.get("training", {}).get("t_env"), "weights": "agent.onnx"}
-    elif (path / "config.json").is_file():
+    elif (path / rundir.CONFIG_FILE).is_file():
         source = "run"
         agents, config, extra = _run_policy(path)
         env_name, env_key = config.env, config.env_key
     else:
         raise EvaluationError(
-            f"{path} is neither a run directory (config.json) nor an export version (metadata.json)."
+            f"{path} is neither a run directory ({rundir.CONFIG_FILE}) nor an export version "
+            f"({spec.METADATA_FILE})."
         )
     env = make_env(env_name, env_key)
     renderer = getattr(env.unwrapped, "render", None) if render else None
@@ -90,7 +122,8 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
 
     returns = []
     for k in range(episodes):
-        obs, state, avail = env.reset(seed=_episode_seed(seed, k))
+        (episode_seed,) = episode_seeds(seed, EVAL_STREAM, k, 1)
+        obs, state, avail = env.reset(seed=episode_seed)
         agents.reset()
         total, done = 0.0, False
         while not done:
@@ -103,7 +136,7 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         returns.append(total)
     returns = np.asarray(returns)
     if report_path is None:
-        report_path = path / "evaluation.json" if source == "run" else Path("evaluation.json")
+        report_path = (path if source == "run" else Path()) / rundir.EVALUATION_FILE
     report = {
         "path": str(path), "source": source, "env": env_name, "env_key": env_key,
         "episodes": episodes, "seed": seed, "policy": "greedy",

@@ -7,6 +7,8 @@ E mixing embed.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 from keras import ops
 
@@ -249,6 +251,21 @@ class VDNMixer(keras.layers.Layer):
         return {**base_config, "n_agents": self.n_agents}
 
 
+class InputSlice(NamedTuple):
+    """One block of the agent network's input features (see `RNNAgent.input_layout`).
+
+    Features `start:stop` of the network's input (rows `start:stop` of the
+    first Dense kernel) are the block `name`, built from the `step` argument
+    `source`.
+    """
+
+    name: str
+    size: int
+    start: int
+    stop: int
+    source: str
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class RNNAgent(keras.layers.Layer):
     """The shared recurrent agent network: Dense(ReLU) -> GRU -> Dense.
@@ -256,7 +273,7 @@ class RNNAgent(keras.layers.Layer):
     One set of weights serves every agent. Its input is the agent's own
     observation, optionally followed by the one-hot of its last action (an
     integer, -1 for "none yet", which becomes all zeros) and the one-hot of
-    its agent index.
+    its agent index; `input_layout()` gives the exact layout.
 
     Two entry points share the same weights:
 
@@ -318,6 +335,41 @@ class RNNAgent(keras.layers.Layer):
             self.n_agents if self.use_agent_id else 0
         )
 
+    @property
+    def obs_dim(self) -> int:
+        """O, the observation size, known once the layer is built."""
+        obs_dim = getattr(self, "_obs_dim", None)
+        if obs_dim is None:
+            raise ValueError(
+                f"RNNAgent '{self.name}' has no observation size until it is built; "
+                "call `build()` or the layer first."
+            )
+        return obs_dim
+
+    def input_layout(self) -> list[InputSlice]:
+        """The blocks of the network's input, in the order `build_features` concatenates them.
+
+        * `obs` (O features, from `obs`): the observation as given;
+        * `last_action_one_hot` (A, from `last_action`), if `use_last_action`:
+          the one-hot of the previous action, all zeros for -1 ("none yet");
+        * `agent_id_one_hot` (N, from `agent_id`), if `use_agent_id`: the
+          one-hot of the agent index.
+
+        Returns a list of `InputSlice(name, size, start, stop, source)`; the
+        sizes sum to the first Dense layer's input width, O + `extra_features`.
+        Needs a built layer (O comes from the input shape).
+        """
+        blocks = [("obs", self.obs_dim, "obs")]
+        if self.use_last_action:
+            blocks.append(("last_action_one_hot", self.n_actions, "last_action"))
+        if self.use_agent_id:
+            blocks.append(("agent_id_one_hot", self.n_agents, "agent_id"))
+        layout, start = [], 0
+        for name, size, source in blocks:
+            layout.append(InputSlice(name, size, start, start + size, source))
+            start += size
+        return layout
+
     def build(self, input_shape):
         obs_shape = input_shape[0]  # (B, T, N, O)
         if obs_shape[-1] is None:
@@ -325,7 +377,7 @@ class RNNAgent(keras.layers.Layer):
                 f"RNNAgent needs a known observation size. Received: obs shape {obs_shape}"
             )
         self._obs_dim = int(obs_shape[-1])
-        self.fc1.build((None, self._obs_dim + self.extra_features))
+        self.fc1.build((None, self.obs_dim + self.extra_features))
         self.gru.build((None, None, self.hidden_dim))
         self.fc2.build((None, self.hidden_dim))
 
@@ -336,12 +388,18 @@ class RNNAgent(keras.layers.Layer):
         return hot * ops.expand_dims(valid, -1)
 
     def build_features(self, obs, agent_id, last_action):
-        """Concatenates obs with the optional one-hots. Shapes `(..., O)`, `(...)`, `(...)`."""
-        parts = [ops.cast(obs, self.compute_dtype)]
-        if self.use_last_action:
-            parts.append(self._one_hot_or_zero(last_action, self.n_actions))
-        if self.use_agent_id:
-            parts.append(self._one_hot_or_zero(agent_id, self.n_agents))
+        """The network's input as `input_layout()` describes it.
+
+        obs `(..., O)`, agent_id `(...)`, last_action `(...)` -> `(..., F)`,
+        F = O + `extra_features`.
+        """
+        sources = {"obs": obs, "agent_id": agent_id, "last_action": last_action}
+        parts = [
+            ops.cast(obs, self.compute_dtype)
+            if block.name == "obs"
+            else self._one_hot_or_zero(sources[block.source], block.size)
+            for block in self.input_layout()
+        ]
         return ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
     def call(self, inputs):
@@ -361,7 +419,7 @@ class RNNAgent(keras.layers.Layer):
         return ops.transpose(q, (0, 2, 1, 3))  # (B, T, N, A)
 
     def step(self, obs, agent_id, last_action, hidden):
-        """One recurrent step for acting; see the class docstring for shapes."""
+        """One recurrent step for acting (on a built layer); see the class docstring for shapes."""
         x = self.fc1(self.build_features(obs, agent_id, last_action))  # (B, H)
         hidden = ops.cast(hidden, self.compute_dtype)
         next_hidden, _ = self.gru.cell(x, [hidden])  # (B, H)

@@ -10,9 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from .batch import BATCH_KEYS, episode_layout
+from .masks import widen_masks_tf
 from .networks import agent_from_config, build_qmix_model, mixer_from_config
-
-METRIC_KEYS = ("loss", "td_error_abs", "q_taken_mean", "target_mean", "grad_norm", "target_updated")
 
 
 def lambda_returns(reward, terminated, filled, next_value, gamma, td_lambda):
@@ -150,10 +149,8 @@ class QLearner:
         terminated = batch["terminated"]  # (B, T)
         filled = batch["filled"]  # (B, T)
 
-        # Padded steps may carry all-zero masks; widen them so the masked
-        # max stays finite (they are multiplied out of the loss anyway).
-        has_action = tf.reduce_max(avail, axis=-1, keepdims=True)
-        avail = tf.maximum(avail, 1.0 - has_action) > 0.5  # (B, T+1, N, A)
+        # Padded steps carry empty masks (kqmix.masks).
+        avail = widen_masks_tf(avail) > 0.5  # (B, T+1, N, A)
 
         # The last action fed to the agent at t is the action taken at t-1.
         first = -tf.ones_like(actions[:, :1])

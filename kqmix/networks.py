@@ -64,7 +64,7 @@ def build_qmix_model(agent: RNNAgent, mixer, state_dim: int) -> keras.Model:
     `actions (B, T, N)` int32, `state (B, T, S)`.
     Outputs (dict): `q_values (B, T, N, A)` and `q_tot (B, T)` of the taken actions.
     """
-    n, obs_dim = agent.n_agents, agent._obs_dim
+    n, obs_dim = agent.n_agents, agent.obs_dim
     obs = keras.Input((None, n, obs_dim), name="obs")
     last_action = keras.Input((None, n), dtype="int32", name="last_action")
     actions = keras.Input((None, n), dtype="int32", name="actions")

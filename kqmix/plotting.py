@@ -8,31 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
+from . import rundir
+from .files import atomic_path
 
 
 class PlotError(ValueError):
     """The given directories cannot be plotted."""
 
 
-def read_metrics(run_dir) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise PlotError(f"{run_dir} is not a kqmix run directory (no metrics.jsonl).")
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break  # a half-written last line of a killed run
+def _metrics(run_dir: Path) -> list[dict]:
+    rows = rundir.read_metrics(run_dir)
     if not rows:
-        raise PlotError(f"{path} holds no metrics yet.")
+        raise PlotError(f"{run_dir} holds no metrics yet ({rundir.METRICS_FILE} is missing or empty).")
     return rows
 
 
-def _group_key(run_dir: Path) -> str:
+def _group_key(run_dir: Path) -> tuple[str, str]:
     """Runs that differ only in their seed share a curve (mean and band)."""
-    config = Config.load(run_dir / "config.json").to_dict()
+    config = rundir.read_config(run_dir).to_dict()
     seedless = {k: v for k, v in config.items() if k not in ("seed", "runs_dir")}
     label = config["env"] + (f":{config['env_key']}" if config["env_key"] else "") + f" {config['mixer']}"
     return label, json.dumps(seedless, sort_keys=True)
@@ -48,10 +41,11 @@ def plot_runs(run_dirs, out="curves.png") -> Path:
     groups = defaultdict(list)
     labels = {}
     for run_dir in map(Path, run_dirs):
-        if not (run_dir / "config.json").is_file():
-            raise PlotError(f"{run_dir} is not a kqmix run directory (no config.json).")
-        label, key = _group_key(run_dir)
-        groups[key].append(read_metrics(run_dir))
+        try:
+            label, key = _group_key(run_dir)
+        except rundir.RunError as exc:
+            raise PlotError(str(exc)) from None
+        groups[key].append(_metrics(run_dir))
         labels[key] = label
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for key, runs in groups.items():
@@ -75,9 +69,10 @@ def plot_runs(run_dirs, out="curves.png") -> Path:
     axes[1].legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise PlotError(f"--out must name a .png file. Received: {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(out)
     return out

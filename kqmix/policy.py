@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kqmix_runtime.actions import masked_greedy
+
 
 def _sigmoid(x):
     return 0.5 * (np.tanh(0.5 * x) + 1.0)
@@ -20,6 +22,11 @@ class NumpyAgentPolicy:
 
     Shapes: `obs (B, O)`, `agent_id (B,)`, `last_action (B,)` (-1 = none),
     `hidden (B, H)`, `avail (B, A)`; B is any set of agents (e.g. M envs x N agents).
+
+    Neither choice ever returns an unavailable action: a row with nothing
+    available gets `NO_ACTION` (-1), as from the exported graph. Training never
+    asks for one (environments must offer every agent an action, and the
+    runner widens the masks of finished environments, see `kqmix.masks`).
     """
 
     def __init__(self, agent):
@@ -58,20 +65,16 @@ class NumpyAgentPolicy:
         """Copies the current weights out of the Keras agent."""
         a = self.agent
         w1, b1, kernel, rec, bias, w2, b2 = self._read_weights()
-        obs_dim = w1.shape[0] - a.extra_features
         # Split fc1 so one-hot inputs become row lookups instead of matmuls.
-        self._w_obs = w1[:obs_dim]
-        offset = obs_dim
-        self._w_last = None
-        if self.use_last_action:
-            self._w_last = w1[offset : offset + self.n_actions]
-            offset += self.n_actions
-        self._w_id = w1[offset : offset + self.n_agents] if self.use_agent_id else None
+        rows = {block.name: w1[block.start : block.stop] for block in a.input_layout()}
+        self._w_obs = rows["obs"]  # (O, H)
+        self._w_last = rows.get("last_action_one_hot")  # (A, H) or None
+        self._w_id = rows.get("agent_id_one_hot")  # (N, H) or None
         self._b1 = b1
         self._kernel, self._rec = kernel, rec
         self._b_in, self._b_rec = bias[0], bias[1]
         self._w2, self._b2 = w2, b2
-        self.obs_dim = obs_dim
+        self.obs_dim = a.obs_dim
 
     def initial_hidden(self, batch_size: int) -> np.ndarray:
         return np.zeros((batch_size, self.hidden_dim), np.float32)
@@ -96,17 +99,24 @@ class NumpyAgentPolicy:
 
     @staticmethod
     def greedy(q, avail):
-        """Masked argmax: the best available action per row."""
-        return np.argmax(np.where(avail > 0, q, -np.inf), axis=-1).astype(np.int32)
+        """Best available action per row, `NO_ACTION` for an empty row: `(B,)` int32.
+
+        `kqmix_runtime.actions.masked_greedy`, the choice the exported graph makes.
+        """
+        return masked_greedy(q, avail)
 
     @staticmethod
     def epsilon_greedy(q, avail, epsilon: float, rng: np.random.Generator):
-        """With probability epsilon a uniformly random *available* action, else greedy."""
+        """Per row, with probability epsilon a uniformly random available action, else greedy.
+
+        `NO_ACTION` for an empty row. Draws `rng.random(B)`, then, if any row
+        explores, `rng.random((B, A))`, whatever the masks hold.
+        """
         actions = NumpyAgentPolicy.greedy(q, avail)
         if epsilon > 0:
             explore = rng.random(len(actions)) < epsilon
             if explore.any():
-                noise = rng.random(avail.shape) * (avail > 0)
-                random_actions = np.argmax(noise, axis=-1).astype(np.int32)
+                # The best of i.i.d. uniform scores is uniform over the available actions.
+                random_actions = masked_greedy(rng.random(avail.shape), avail)
                 actions = np.where(explore, random_actions, actions)
         return actions

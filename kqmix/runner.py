@@ -8,6 +8,7 @@ import numpy as np
 
 from .batch import episode_arrays
 from .envs.vector import reset_envs, step_envs
+from .masks import widen_masks
 
 
 class LinearEpsilon:
@@ -96,9 +97,8 @@ class Runner:
         for t in range(info.episode_limit):
             obs = ep["obs"][:, t].reshape(m * n, -1)
             avail = ep["avail_actions"][:, t].reshape(m * n, -1)
-            # Finished environments ride along with a valid mask; their
-            # outputs are discarded.
-            avail = np.where(np.repeat(active, n)[:, None], avail, 1.0)
+            # Finished environments ride along; their actions are never sent.
+            avail = widen_masks(avail, rows=~np.repeat(active, n))  # (M*N, A)
             q, hidden = self.policy.step(obs, agent_id, last_action, hidden)
             if greedy:
                 actions = self.policy.greedy(q, avail)

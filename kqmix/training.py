@@ -1,30 +1,28 @@
-"""The training loop, run directories and loading a finished run.
+"""The training loop: collect episodes, learn, test, log and checkpoint until `t_max` env steps.
 
-A run directory holds:
-
-* `config.json` - the full `Config`;
-* `env.json` - environment name, key, sizes, action meanings, fallback notes;
-* `metrics.jsonl` and `tb/` - the logged scalars as JSON lines and TensorBoard events;
-* `checkpoints/` - see `kqmix.checkpoint`; `train(..., resume=True)` continues from them;
-* `model.keras` - the Functional agents + mixer model (written atomically);
-* `run.json` - env steps, episodes, train steps, last and best greedy test return.
+`train(config)` reads top to bottom; the work of each line is a method of
+`Trainer`, whose counters are one `LoopState` dataclass that checkpoints
+store as it is. Where the run's files go is `kqmix.rundir`'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
-import tempfile
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .config import Config, RunError, write_json_atomic
+from . import checkpoint as ckpt
+from . import rundir
+from .config import Config, ConfigError
+from .evaluation import TEST_STREAM, TRAIN_STREAM, episode_seeds, greedy_returns
 
 
 @dataclass
@@ -37,73 +35,6 @@ class TrainResult:
     learner: object
 
 
-def make_run_dir(config: Config, preset: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    env = config.env + (f"-{config.env_key}" if config.env_key else "")
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in env)
-    base = Path(config.runs_dir) / f"{safe}__{preset}__{config.seed}__{stamp}"
-    path, i = base, 1
-    while path.exists():
-        path = base.with_name(f"{base.name}-{i}")
-        i += 1
-    path.mkdir(parents=True)
-    return path
-
-
-def env_description(config: Config, env) -> dict:
-    info = env.info
-    return {
-        "env": config.env,
-        "env_key": config.env_key,
-        **dataclasses.asdict(info),
-        "action_meanings": env.action_meanings,
-        "notes": list(env.notes),
-    }
-
-
-def save_model_atomic(model, path) -> None:
-    """Saves a `.keras` file through a temporary file in the same directory."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def evaluate(runner, n_episodes: int, seeds_for=None) -> np.ndarray:
-    """Greedy returns of `n_episodes` episodes (rounded up to whole runner batches).
-
-    `seeds_for(k)` gives the environment seeds of the k-th runner batch.
-    """
-    returns, k = [], 0
-    while len(returns) < n_episodes:
-        _, stats = runner.run(greedy=True, seeds=None if seeds_for is None else seeds_for(k))
-        returns.extend(stats.returns.tolist())
-        k += 1
-    return np.asarray(returns[:n_episodes])
-
-
-def episode_seeds(seed: int, stream: int, k: int, m: int) -> list[int]:
-    """Environment seeds for the k-th batch of M episodes of one stream.
-
-    Every episode's seed is a function of (run seed, stream, batch index), so
-    a resumed run replays exactly the episodes an uninterrupted one would.
-    """
-    return [int(x) for x in np.random.SeedSequence([seed, stream, k]).generate_state(m)]
-
-
-TRAIN_STREAM, TEST_STREAM = 0, 1
-TIMING_KEYS = ("time", "steps_per_sec")
-#: Config keys a resumed run may change; anything else would make it a different run.
-RESUMABLE_KEYS = ("t_max", "checkpoint_interval", "checkpoint_keep", "checkpoint_buffer",
-                  "runs_dir", "tensorboard", "log_interval", "test_interval", "test_nepisode")
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Training was stopped (Ctrl-C); carries the run directory and its newest checkpoint."""
 
@@ -112,268 +43,300 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run_dir, self.checkpoint = run_dir, checkpoint
 
 
-def check_resumable(saved: Config, requested: Config) -> None:
-    changed = [
-        f"{k} (run: {getattr(saved, k)!r}, given: {getattr(requested, k)!r})"
-        for k in saved.to_dict()
-        if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(requested, k)
-    ]
-    if changed:
-        raise RunError(
-            "Cannot resume with an incompatible config; these keys differ: " + "; ".join(changed)
-            + f". Only {', '.join(RESUMABLE_KEYS)} may change on resume."
-        )
+@dataclass
+class LoopState:
+    """The loop's counters and running figures; a checkpoint stores them as they are."""
+
+    t_env: int = 0
+    episodes: int = 0
+    train_steps: int = 0
+    batches: int = 0  # training batches of M episodes collected: the index into their seed stream
+    test_batches: int = 0  # the same for greedy test episodes
+    last_log: int | None = None  # env step of the last metrics row (None: never)
+    last_test: int | None = None
+    last_ckpt: int = 0
+    test_mean: float | None = None
+    best_test: float | None = None
+    best_checkpoint: str | None = None
+    recent_returns: list = field(default_factory=list)  # training returns since the last row
+    last_metrics: dict = field(default_factory=dict)  # the learner's latest scalars
+    elapsed: float = 0.0  # seconds of training before this process (resumed runs)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LoopState":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise rundir.RunError(f"The checkpoint's loop state has unknown keys {unknown}; "
+                                  f"it was written by another kqmix version than {__version__}.")
+        # Checkpoints of kqmix 0.1.0 marked "never" with a large negative step.
+        never = {k: None for k in ("last_log", "last_test") if data.get(k) is not None and data[k] < 0}
+        return cls(**{**data, **never})
 
 
-def _truncate_metrics(path: Path, t_env: int) -> None:
-    """Keeps the rows up to the checkpoint (and drops a half-written last line)."""
-    if not path.exists():
+def due(last: int | None, t_env: int, interval: int) -> bool:
+    return last is None or t_env - last >= interval
+
+
+def make_envs(config: Config, count: int) -> list:
+    """`count` in-process environments; a bad `env` / `env_key` is a `ConfigError`."""
+    from .envs import make_env
+
+    try:
+        return [make_env(config.env, config.env_key) for _ in range(count)]
+    except ValueError as exc:
+        raise ConfigError(f"Invalid environment (env={config.env!r}, env_key={config.env_key!r}): {exc}") from None
+
+
+class Trainer:
+    """The parts of one run (environments, learner, buffer, runners, RNGs) and its `LoopState`."""
+
+    def __init__(self, config: Config, run_dir: Path):
+        from .buffer import EpisodeBuffer
+        from .learner import QLearner
+        from .policy import NumpyAgentPolicy
+        from .runner import LinearEpsilon, Runner
+
+        self.config, self.run_dir, m = config, run_dir, config.batch_size_run
+        self._cleanup = contextlib.ExitStack()
+        if config.env_workers:
+            from .envs.vector import SubprocessVecEnv
+
+            vec = SubprocessVecEnv(config.env, config.env_key, n_envs=m, n_workers=config.env_workers)
+            self._cleanup.callback(vec.close)
+            envs = vec.envs
+        else:
+            envs = make_envs(config, m)
+        self.envs = envs
+        test_envs = make_envs(config, m)
+        self.learner = QLearner(envs[0].info, config)
+        self.policy = NumpyAgentPolicy(self.learner.agent)
+        self.runner = Runner(envs, self.policy, seed=config.seed)
+        self.test_runner = Runner(test_envs, self.policy, seed=config.seed)
+        self.buffer = EpisodeBuffer(envs[0].info, config.buffer_size)
+        self.epsilon = LinearEpsilon(config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_time)
+        self.sample_rng = np.random.default_rng([config.seed, 1])
+        self.state = LoopState()
+        self._started = time.perf_counter()
+
+    def start_clock(self) -> None:
+        """Training time counts from here (plus `state.elapsed` of earlier sittings)."""
+        self._started = time.perf_counter()
+
+    def close(self) -> None:
+        self._cleanup.close()
+
+    # -- one iteration ---------------------------------------------------
+
+    def collect(self) -> float:
+        """One batch of M exploring episodes into the buffer; returns the epsilon used."""
+        s, m = self.state, self.config.batch_size_run
+        eps = self.epsilon(s.t_env)
+        episodes, stats = self.runner.run(epsilon=eps, seeds=episode_seeds(self.config.seed, TRAIN_STREAM, s.batches, m))
+        self.buffer.insert(episodes)
+        s.batches += 1
+        s.t_env += stats.steps
+        s.episodes += m
+        s.recent_returns.extend(stats.returns.tolist())
+        return eps
+
+    def learn(self) -> None:
+        """One learner update once the buffer holds a batch; the acting policy follows it."""
+        c, s = self.config, self.state
+        if self.buffer.can_sample(c.batch_size):
+            s.last_metrics = self.learner.train(self.buffer.sample(c.batch_size, self.sample_rng), s.episodes)
+            self.policy.sync()
+            s.train_steps += 1
+
+    def test(self) -> None:
+        """Greedy test episodes from their own seed stream."""
+        c, s = self.config, self.state
+        s.last_test = s.t_env
+        if c.test_nepisode:
+            returns = greedy_returns(self.test_runner, c.test_nepisode, c.seed, TEST_STREAM, s.test_batches)
+            s.test_batches += -(-c.test_nepisode // c.batch_size_run)
+            s.test_mean = float(returns.mean())
+
+    def metrics_row(self, eps: float) -> dict:
+        """The next row of `metrics.jsonl`; starts a new window of training returns."""
+        s = self.state
+        s.last_log = s.t_env
+        elapsed = self.elapsed()
+        recent, s.recent_returns = s.recent_returns, []
+        return {
+            "t_env": s.t_env, "episode": s.episodes, "train_steps": s.train_steps,
+            "return_mean": float(np.mean(recent)) if recent else None,
+            "test_return_mean": s.test_mean, "epsilon": eps,
+            **s.last_metrics,
+            "steps_per_sec": s.t_env / max(elapsed, 1e-9), "time": elapsed,
+        }
+
+    def elapsed(self) -> float:
+        return self.state.elapsed + time.perf_counter() - self._started
+
+    # -- checkpoints -----------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        s, root = self.state, rundir.checkpoints_dir(self.run_dir)
+        s.last_ckpt = s.t_env
+        if s.test_mean is not None and (s.best_test is None or s.test_mean > s.best_test):
+            s.best_test, s.best_checkpoint = s.test_mean, ckpt.checkpoint_name(s.t_env)
+        arrays = {"variables": self.learner.get_state()}
+        if self.config.checkpoint_buffer:
+            arrays["buffer"] = self.buffer.get_state()
+        loop = asdict(s)
+        loop["elapsed"] = self.elapsed()
+        state = {"loop": loop, "kqmix_version": __version__,
+                 "rng": {"explore": self.runner.rng.bit_generator.state,
+                         "sample": self.sample_rng.bit_generator.state}}
+        ckpt.write_checkpoint(root, s.t_env, arrays, state)
+        ckpt.prune(root, self.config.checkpoint_keep, protect=root / s.best_checkpoint if s.best_checkpoint else None)
+
+    def restore(self, latest) -> None:
+        """Continues from `(path, arrays, state)` of a checkpoint exactly where it was written."""
+        _, arrays, state = latest
+        self.learner.set_state(arrays["variables"])
+        if "buffer" in arrays:
+            self.buffer.set_state(arrays["buffer"])
+        self.state = LoopState.from_dict(state["loop"])
+        self.runner.rng.bit_generator.state = state["rng"]["explore"]
+        self.sample_rng.bit_generator.state = state["rng"]["sample"]
+        self.policy.sync()
+        rundir.truncate_metrics(self.run_dir, self.state.t_env)
+
+    def summary(self, preset: str) -> dict:
+        s = self.state
+        return {"t_env": s.t_env, "episodes": s.episodes, "train_steps": s.train_steps,
+                "test_return_mean": s.test_mean, "best_test_return_mean": s.best_test,
+                "kqmix_version": __version__, "preset": preset}
+
+
+class MetricsLog:
+    """Appends metric rows to `metrics.jsonl` (synced per row) and, optionally, TensorBoard."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._file = open(rundir.metrics_path(run_dir), "a")
+        self._writer = tf.summary.create_file_writer(str(rundir.tensorboard_dir(run_dir))) if tensorboard else None
+
+    def write(self, row: dict) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if self._writer is not None:
+            with self._writer.as_default(step=row["t_env"]):
+                for key, value in row.items():
+                    if isinstance(value, (int, float)) and key != "t_env":
+                        self._tf.summary.scalar(key, value)
+            self._writer.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _progress(quiet: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]train[/bold]"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), disable=quiet)
+
+
+def _status(row: dict) -> str:
+    status = f"return {row['return_mean']:.3g}" if row["return_mean"] is not None else ""
+    return status + (f"  test {row['test_return_mean']:.3g}" if row["test_return_mean"] is not None else "")
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c():
+    """Yields `requested()`: Ctrl-C asks the loop to stop at the end of its iteration.
+
+    Stopping between iterations keeps the interrupt out of TensorFlow and
+    file writes (where it could leave a trace half-built or be lost); a
+    second Ctrl-C interrupts at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # signal handlers can only be set from the main thread
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            break
-        if row["t_env"] > t_env:
-            break
-        kept.append(line)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-metrics-")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(line + "\n" for line in kept))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    requested = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
-    return rng.bit_generator.state
+def _seed_everything(config: Config) -> None:
+    import keras
+    import tensorflow as tf
 
-
-def _set_rng_state(rng: np.random.Generator, state: dict) -> None:
-    rng.bit_generator.state = state
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = False,
           resume: bool = False) -> TrainResult:
     """Trains QMIX (or VDN) as configured; returns where the run was written and its totals.
 
-    With `resume=True`, `run_dir` must be an existing run: its newest intact
-    checkpoint is loaded and training continues exactly where it stopped.
+    Every input, the environment included, is checked before anything is
+    written. With `resume=True`, `run_dir` must be an existing run: its
+    newest intact checkpoint is loaded and training continues exactly where
+    it stopped.
     """
-    import keras
-    import tensorflow as tf
-
-    from . import checkpoint as ckpt
-    from .buffer import EpisodeBuffer
-    from .envs import make_env
-    from .learner import QLearner
-    from .policy import NumpyAgentPolicy
-    from .runner import LinearEpsilon, Runner
-
     if resume:
-        if run_dir is None or not (Path(run_dir) / "config.json").is_file():
-            raise RunError(f"{run_dir} is not a kqmix run directory (no config.json); nothing to resume.")
-        run_dir = Path(run_dir)
-        check_resumable(Config.load(run_dir / "config.json"), config)
-        latest = ckpt.load_latest(run_dir / "checkpoints")
-        if latest is None:
-            raise RunError(f"{run_dir} has no intact checkpoint to resume from.")
-        preset = json.loads((run_dir / "env.json").read_text()).get("preset", preset)
-
-    elif run_dir is not None and (Path(run_dir) / "config.json").exists():
-        raise RunError(f"{run_dir} already holds a run; resume it with --resume or choose another directory.")
-
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    if not resume:
-        run_dir = Path(run_dir) if run_dir is not None else make_run_dir(config, preset)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
-
-    m = config.batch_size_run
-    vec = None
-    if config.env_workers:
-        from .envs.vector import SubprocessVecEnv
-
-        vec = SubprocessVecEnv(config.env, config.env_key, n_envs=m, n_workers=config.env_workers)
-        envs = vec.envs
+        config, preset, latest = rundir.open_for_resume(run_dir, requested=config)
     else:
-        envs = [make_env(config.env, config.env_key) for _ in range(m)]
-    test_envs = [make_env(config.env, config.env_key) for _ in range(m)]
-    write_json_atomic(run_dir / "env.json", {**env_description(config, envs[0]), "preset": preset})
-    info = envs[0].info
-    if not quiet and not resume:
-        for note in envs[0].notes:
-            print(f"[kqmix] {config.env}: {note}")
-
-    learner = QLearner(info, config)
-    policy = NumpyAgentPolicy(learner.agent)
-    runner = Runner(envs, policy, seed=config.seed)
-    test_runner = Runner(test_envs, policy, seed=config.seed)
-    buffer = EpisodeBuffer(info, config.buffer_size)
-    epsilon = LinearEpsilon(config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_time)
-    sample_rng = np.random.default_rng([config.seed, 1])
-
-    loop = dict(t_env=0, episodes=0, train_steps=0, batches=0, test_batches=0,
-                last_log=-(10**18), last_test=-(10**18), last_ckpt=0,
-                test_mean=None, best_test=None, best_checkpoint=None,
-                recent_returns=[], last_metrics={}, elapsed=0.0)
-    metrics_path = run_dir / "metrics.jsonl"
-    if resume:
-        path, arrays, state = latest
-        learner.set_state(arrays["variables"])
-        if "buffer" in arrays:
-            buffer.set_state(arrays["buffer"])
-        loop.update(state["loop"])
-        _set_rng_state(runner.rng, state["rng"]["explore"])
-        _set_rng_state(sample_rng, state["rng"]["sample"])
-        policy.sync()
-        _truncate_metrics(metrics_path, loop["t_env"])
-        if not quiet:
-            print(f"[kqmix] resuming {run_dir} from {path.name} (env step {loop['t_env']:,})")
-    elif metrics_path.exists():
-        metrics_path.unlink()
-
-    def save_checkpoint():
-        root = run_dir / "checkpoints"
-        if loop["test_mean"] is not None and (loop["best_test"] is None or loop["test_mean"] > loop["best_test"]):
-            loop["best_test"], loop["best_checkpoint"] = loop["test_mean"], ckpt.checkpoint_name(loop["t_env"])
-        arrays = {"variables": learner.get_state()}
-        if config.checkpoint_buffer:
-            arrays["buffer"] = buffer.get_state()
-        state = {"loop": loop, "rng": {"explore": _rng_state(runner.rng), "sample": _rng_state(sample_rng)},
-                 "kqmix_version": __version__}
-        ckpt.write_checkpoint(root, loop["t_env"], arrays, state)
-        best = root / loop["best_checkpoint"] if loop["best_checkpoint"] else None
-        ckpt.prune(root, config.checkpoint_keep, protect=best)
-
-    writer = tf.summary.create_file_writer(str(run_dir / "tb")) if config.tensorboard else None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("[bold]train[/bold]"), BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} steps"),
-        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-        disable=quiet,
-    )
-    start = time.perf_counter() - loop["elapsed"]
-    try:
-        with progress, open(metrics_path, "a") as metrics_file, contextlib.ExitStack() as cleanup:
-            if vec is not None:
-                cleanup.callback(vec.close)
-            task = progress.add_task("train", total=config.t_max, status="", completed=loop["t_env"])
-            while loop["t_env"] < config.t_max:
-                eps = epsilon(loop["t_env"])
-                seeds = episode_seeds(config.seed, TRAIN_STREAM, loop["batches"], m)
-                episode_batch, stats = runner.run(epsilon=eps, seeds=seeds)
-                loop["batches"] += 1
-                buffer.insert(episode_batch)
-                loop["t_env"] += stats.steps
-                loop["episodes"] += m
-                loop["recent_returns"].extend(stats.returns.tolist())
-                t_env = loop["t_env"]
-
-                if buffer.can_sample(config.batch_size):
-                    loop["last_metrics"] = learner.train(buffer.sample(config.batch_size, sample_rng), loop["episodes"])
-                    policy.sync()
-                    loop["train_steps"] += 1
-
-                if t_env - loop["last_test"] >= config.test_interval or t_env >= config.t_max:
-                    loop["last_test"] = t_env
-                    if config.test_nepisode:
-                        first = loop["test_batches"]
-                        returns = evaluate(test_runner, config.test_nepisode,
-                                           lambda k: episode_seeds(config.seed, TEST_STREAM, first + k, m))
-                        loop["test_batches"] += -(-config.test_nepisode // m)
-                        loop["test_mean"] = float(returns.mean())
-
-                if t_env - loop["last_log"] >= config.log_interval or t_env >= config.t_max:
-                    loop["last_log"] = t_env
-                    elapsed = time.perf_counter() - start
-                    recent = loop["recent_returns"]
-                    row = {
-                        "t_env": t_env, "episode": loop["episodes"], "train_steps": loop["train_steps"],
-                        "return_mean": float(np.mean(recent)) if recent else None,
-                        "test_return_mean": loop["test_mean"], "epsilon": eps,
-                        **loop["last_metrics"],
-                        "steps_per_sec": t_env / max(elapsed, 1e-9), "time": elapsed,
-                    }
-                    metrics_file.write(json.dumps(row) + "\n")
-                    metrics_file.flush()
-                    os.fsync(metrics_file.fileno())
-                    if writer is not None:
-                        with writer.as_default(step=t_env):
-                            for key, value in row.items():
-                                if isinstance(value, (int, float)) and key != "t_env":
-                                    tf.summary.scalar(key, value)
-                        writer.flush()
-                    loop["recent_returns"] = []
-                    status = f"return {row['return_mean']:.3g}" if recent else ""
-                    if loop["test_mean"] is not None:
-                        status += f"  test {loop['test_mean']:.3g}"
-                    progress.update(task, status=status)
-                progress.update(task, completed=min(t_env, config.t_max))
-
-                if t_env - loop["last_ckpt"] >= config.checkpoint_interval or t_env >= config.t_max:
-                    loop["last_ckpt"] = t_env
-                    loop["elapsed"] = time.perf_counter() - start
-                    save_checkpoint()
-    except KeyboardInterrupt:
-        # Work since the newest checkpoint is lost by design; say where to pick up.
-        saved = ckpt.list_checkpoints(run_dir / "checkpoints")
-        raise TrainingInterrupted(run_dir, saved[-1].name if saved else None) from None
-
-    save_model_atomic(learner.model, run_dir / "model.keras")
-    write_json_atomic(
-        run_dir / "run.json",
-        {
-            "t_env": loop["t_env"],
-            "episodes": loop["episodes"],
-            "train_steps": loop["train_steps"],
-            "test_return_mean": loop["test_mean"],
-            "best_test_return_mean": loop["best_test"],
-            "kqmix_version": __version__,
-            "preset": preset,
-        },
-    )
-    return TrainResult(run_dir, loop["t_env"], loop["episodes"], loop["train_steps"], loop["test_mean"], learner)
-
-
-@dataclass
-class LoadedRun:
-    """A finished run read back from disk."""
-
-    run_dir: Path
-    config: Config
-    env: dict
-    run: dict
-    model: object  # keras.Model
-
-    @property
-    def agent(self):
-        return self.model.get_layer("agent")
-
-    @property
-    def mixer(self):
-        return self.model.get_layer("mixer")
-
-
-def load_run(run_dir) -> LoadedRun:
-    """Loads a run directory written by `train` (Keras safe mode: no code is executed)."""
-    run_dir = Path(run_dir)
-    missing = [n for n in ("config.json", "env.json", "run.json", "model.keras") if not (run_dir / n).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{run_dir} is not a finished kqmix run directory: missing {', '.join(missing)}."
-        )
-    import keras
-
-    from . import layers, networks  # noqa: F401  (registers the serialisable classes)
-
-    config = Config.load(run_dir / "config.json")
-    env = json.loads((run_dir / "env.json").read_text())
-    run = json.loads((run_dir / "run.json").read_text())
-    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    return LoadedRun(run_dir, config, env, run, model)
+        rundir.check_new(run_dir)
+        latest = None
+    probe = make_envs(config, 1)[0]  # a bad environment stops here, before any file exists
+    _seed_everything(config)
+    run_dir = Path(run_dir) if run_dir is not None else rundir.new_run_path(config, preset)
+    trainer = Trainer(config, run_dir)
+    with contextlib.closing(trainer):
+        if latest is None:
+            rundir.create(run_dir, config, rundir.describe_env(config, probe), preset)
+            for note in [] if quiet else probe.notes:
+                print(f"[kqmix] {config.env}: {note}")
+        else:
+            config.save(run_dir / rundir.CONFIG_FILE)  # resumable keys (t_max ...) may have changed
+            trainer.restore(latest)
+            if not quiet:
+                print(f"[kqmix] resuming {run_dir} from {latest[0].name} (env step {trainer.state.t_env:,})")
+        s = trainer.state
+        trainer.start_clock()
+        try:
+            with _progress(quiet) as progress, contextlib.closing(MetricsLog(run_dir, config.tensorboard)) as log, \
+                    _stop_on_ctrl_c() as stop_requested:
+                task = progress.add_task("train", total=config.t_max, status="", completed=s.t_env)
+                while s.t_env < config.t_max:
+                    if stop_requested():
+                        raise KeyboardInterrupt
+                    eps = trainer.collect()
+                    trainer.learn()
+                    end = s.t_env >= config.t_max
+                    if end or due(s.last_test, s.t_env, config.test_interval):
+                        trainer.test()
+                    if end or due(s.last_log, s.t_env, config.log_interval):
+                        row = trainer.metrics_row(eps)
+                        log.write(row)
+                        progress.update(task, status=_status(row))
+                    progress.update(task, completed=min(s.t_env, config.t_max))
+                    if end or due(s.last_ckpt, s.t_env, config.checkpoint_interval):
+                        trainer.save_checkpoint()
+        except KeyboardInterrupt:
+            # Work since the newest checkpoint is lost by design; say where to pick up.
+            saved = ckpt.list_checkpoints(rundir.checkpoints_dir(run_dir))
+            raise TrainingInterrupted(run_dir, saved[-1].name if saved else None) from None
+    rundir.save_model(run_dir, trainer.learner.model)
+    rundir.write_summary(run_dir, trainer.summary(preset))
+    return TrainResult(run_dir, s.t_env, s.episodes, s.train_steps, s.test_mean, trainer.learner)

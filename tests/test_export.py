@@ -31,6 +31,7 @@ from kqmix.export import (  # noqa: E402
     ValidationError,
 )
 from kqmix.export import exporter  # noqa: E402
+from kqmix.files import sha256_file  # noqa: E402
 from kqmix.export.validate import (  # noqa: E402
     ATOL,
     GRAD_ATOL,
@@ -40,10 +41,10 @@ from kqmix.export.validate import (  # noqa: E402
     OnnxRunner,
     SavedModelRunner,
     compare,
-    masked_greedy_np,
     row_magnitude,
 )
 from kqmix_runtime import DecentralisedAgents, Mixer, SingleAgent, spec  # noqa: E402
+from kqmix_runtime.actions import masked_greedy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models" / "two_step" / "1"
@@ -73,7 +74,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(run_dir):
-    from kqmix.training import load_run
+    from kqmix.rundir import load_run
 
     return load_run(run_dir)
 
@@ -165,7 +166,7 @@ def _keras_step(agent):
     def run(feed):
         q, h = step(feed["obs"], feed["agent_id"], feed["last_action"], feed["hidden"])
         q = np.asarray(q)
-        return {"q_values": q, "action": masked_greedy_np(q, feed["avail_actions"]), "next_hidden": np.asarray(h)}
+        return {"q_values": q, "action": masked_greedy(q, feed["avail_actions"]), "next_hidden": np.asarray(h)}
 
     return run
 
@@ -336,7 +337,7 @@ def version_copy(version_dir, tmp_path):
 
 def _rewrite_checksum(version: Path, rel: str):
     meta = json.loads((version / "metadata.json").read_text())
-    meta["files"][rel] = exporter.sha256_file(version / rel)
+    meta["files"][rel] = sha256_file(version / rel)
     (version / "metadata.json").write_text(json.dumps(meta))
 
 
@@ -399,7 +400,7 @@ def test_validator_tolerance_and_missing_output(version_copy, run_dir):
 
 def _scaled_run(run_dir, tmp_path, factor):
     """A copy of `run_dir` whose Qs and Q_tot are `factor` times larger (output layers scaled)."""
-    from kqmix.training import load_run
+    from kqmix.rundir import load_run
 
     copy = tmp_path / "scaled_run"
     shutil.copytree(run_dir, copy)

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from kqmix.layers import HyperNetwork, QMixer, RNNAgent, VDNMixer
 from kqmix.networks import build_qmix_model
-from kqmix.policy import NumpyAgentPolicy
 
 N, A, O, S, H, E = 3, 5, 7, 11, 16, 8
 
@@ -163,22 +162,57 @@ def test_agent_sequence_shapes_and_weights(rng):
 
 
 @pytest.mark.parametrize("use_id, use_last", [(True, True), (False, True), (True, False), (False, False)])
-def test_agent_step_matches_sequence_and_numpy(use_id, use_last, rng):
+def test_agent_step_matches_sequence(use_id, use_last, rng):
+    """The numpy policy's equality with `step` is in test_policy.py."""
     agent = _agent(use_id, use_last)
     T = 5
     obs = rng.normal(size=(3, T, N, O)).astype("float32")
     actions = rng.integers(0, A, size=(3, T, N)).astype("int32")
     last = np.concatenate([-np.ones((3, 1, N), "int32"), actions[:, :-1]], axis=1)
     seq = np.asarray(agent([obs, last]))
-    policy = NumpyAgentPolicy(agent)
     hidden = np.zeros((3 * N, H), "float32")
-    hidden_np = hidden.copy()
     ids = np.tile(np.arange(N, dtype="int32"), 3)
     for t in range(T):
         q, hidden = agent.step(obs[:, t].reshape(3 * N, O), ids, last[:, t].reshape(-1), hidden)
         np.testing.assert_allclose(np.asarray(q).reshape(3, N, A), seq[:, t], atol=1e-5)
-        q_np, hidden_np = policy.step(obs[:, t].reshape(3 * N, O), ids, last[:, t].reshape(-1), hidden_np)
-        np.testing.assert_allclose(q_np.reshape(3, N, A), seq[:, t], atol=1e-5)
+
+
+@pytest.mark.parametrize("use_id, use_last", [(True, True), (False, True), (True, False), (False, False)])
+def test_input_layout_is_what_build_features_builds(use_id, use_last, rng):
+    agent = _agent(use_id, use_last)
+    assert agent.obs_dim == O
+    layout = agent.input_layout()
+    expected = [("obs", O, "obs")]
+    if use_last:
+        expected.append(("last_action_one_hot", A, "last_action"))
+    if use_id:
+        expected.append(("agent_id_one_hot", N, "agent_id"))
+    assert [(b.name, b.size, b.source) for b in layout] == expected
+    assert [b.start for b in layout] == [0] + [b.stop for b in layout[:-1]]
+    assert all(b.stop - b.start == b.size for b in layout)
+    assert layout[-1].stop == sum(b.size for b in layout) == O + agent.extra_features
+    assert agent.fc1.kernel.shape[0] == layout[-1].stop
+
+    obs = rng.normal(size=(4, O)).astype("float32")
+    ids = np.array([0, 2, 1, 2], "int32")
+    last = np.array([-1, 4, 0, 3], "int32")
+    features = np.asarray(agent.build_features(obs, ids, last))  # (4, F)
+    encoded = {"obs": obs, "last_action": np.eye(A)[last] * (last >= 0)[:, None], "agent_id": np.eye(N)[ids]}
+    for block in layout:
+        np.testing.assert_array_equal(features[:, block.start : block.stop], encoded[block.source])
+
+
+def test_obs_dim_needs_a_built_agent():
+    agent = RNNAgent(N, A, hidden_dim=H)
+    with pytest.raises(ValueError, match="no observation size until it is built"):
+        agent.obs_dim
+    with pytest.raises(ValueError, match="no observation size until it is built"):
+        agent.input_layout()
+    agent.build([(None, None, N, O), (None, None, N)])
+    assert agent.obs_dim == O
+    restored = RNNAgent.from_config(agent.get_config())
+    restored.build([(None, None, N, 9), (None, None, N)])
+    assert restored.obs_dim == 9
 
 
 def test_last_action_minus_one_is_zero_one_hot():

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..masks import widen_masks
+
 
 class EnvContractError(RuntimeError):
     """An environment or its caller broke the kqmix environment contract."""
@@ -115,10 +117,8 @@ class CheckedEnv(MultiAgentEnv):
             )
         empty = np.flatnonzero(avail.sum(axis=1) == 0)
         if empty.size and terminated:
-            # Nothing bootstraps from a terminal step, so an empty mask there
-            # is harmless; it is widened so the masked argmax stays defined.
-            avail = avail.copy()
-            avail[empty] = 1.0
+            # No decision is made from a terminal step's masks (kqmix.masks).
+            avail = widen_masks(avail)
         elif empty.size:
             raise EnvContractError(
                 f"{self.name} at step {self._t}: agent {int(empty[0])} has no available "

@@ -4,6 +4,8 @@
 * `SingleAgent(version_dir, agent_id)` - one agent on its own device;
 * `Mixer(version_dir)` - Q_tot and dQ_tot/dQ_a of the trained mixer;
 * `spec` - the deployment contract (file, signature and tensor names);
+* `masked_greedy(q, avail_actions)` - the greedy available action per row,
+  `spec.NO_ACTION` for a row with none (module `actions`, numpy only);
 * `errors` - the exceptions raised by the runtime, the exporter and the validator.
 
 This package is its own small distribution (`pip install kqmix-runtime`,
@@ -26,6 +28,7 @@ _LAZY = {
     "Mixer": "kqmix_runtime.runtime",
     "load_metadata": "kqmix_runtime.runtime",
     "make_session": "kqmix_runtime.runtime",
+    "masked_greedy": "kqmix_runtime.actions",
 }
 
 __all__ = [

@@ -140,10 +140,10 @@ class _AgentStep:
         self._obs[...] = obs
         self._avail[...] = avail_actions
         self._run(self._binding)
-        if check and min(self._action.tolist()) < 0:
-            # The graph answers -1 for a mask row with nothing available
-            # (graphs.masked_greedy); the state is left as it was.
-            row = self._action.tolist().index(-1)
+        if check and spec.NO_ACTION in self._action.tolist():
+            # The graph answers NO_ACTION for a mask row with nothing
+            # available; the state is left as it was.
+            row = self._action.tolist().index(spec.NO_ACTION)
             raise NoAvailableActionError(
                 f"agent {int(self._agent_id[row])} has no available action "
                 f"(avail_actions row {self._avail[row].tolist()})."
@@ -176,8 +176,9 @@ class DecentralisedAgents:
         threads: onnxruntime intra-op threads (1 is fastest at these sizes).
         check: validate shapes and dtypes on every call and raise
             `NoAvailableActionError` for a mask row with nothing available
-            (without it such an agent gets action -1). Observations are not
-            scanned for NaN: that would cost more than the network.
+            (without it such an agent gets action `spec.NO_ACTION`, -1).
+            Observations are not scanned for NaN: that would cost more than
+            the network.
 
     `act(obs (N, O), avail_actions (N, A))` returns the greedy available
     action of every agent, `(N,)` int32 (and `q_values (N, A)` with

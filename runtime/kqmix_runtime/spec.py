@@ -58,6 +58,11 @@ SIGNATURES = {
 #: ONNX file -> signature it implements.
 ONNX_FILES = {AGENT_ONNX: ACT, MIXER_ONNX: MIX, MIXER_GRAD_ONNX: MIX_GRAD}
 
+#: The `act` output `action` for a row of `avail_actions` with nothing
+#: available: an action no environment accepts, rather than a silently
+#: illegal 0. `kqmix_runtime.actions.masked_greedy` defines the choice.
+NO_ACTION = -1
+
 #: Size symbol -> metadata["sizes"] key.
 SIZE_KEYS = {
     "N": "n_agents",

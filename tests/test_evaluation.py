@@ -1,0 +1,29 @@
+"""`kqmix evaluate` of a run and of an export, and the episode seed streams."""
+
+import json
+import os
+
+from kqmix.evaluation import EVAL_STREAM, TEST_STREAM, TRAIN_STREAM, episode_seeds
+
+
+def test_evaluate_run_and_export(reference_runs, tmp_path, kqmix):
+    out = kqmix("evaluate", str(reference_runs["a"]), "--episodes", "6")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((reference_runs["a"] / "evaluation.json").read_text())
+    assert report["episodes"] == 6 and len(report["returns"]) == 6
+    assert set(report["returns"]) <= {0.0, 1.0, 7.0, 8.0}
+    assert f"{report['return_mean']:.4g} ± {report['return_std']:.4g}" in out.stdout
+
+    shipped = os.path.join(os.path.dirname(__file__), "..", "saved_models", "two_step", "1")
+    out = kqmix("evaluate", shipped, "--episodes", "3", "--report", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["return_mean"] == 8.0
+
+
+
+def test_episode_seeds_are_one_function_of_seed_stream_and_batch():
+    assert episode_seeds(3, TEST_STREAM, 2, 4) == episode_seeds(3, TEST_STREAM, 2, 4)
+    assert len({TRAIN_STREAM, TEST_STREAM, EVAL_STREAM}) == 3
+    streams = [set(episode_seeds(3, s, 0, 8)) for s in (TRAIN_STREAM, TEST_STREAM, EVAL_STREAM)]
+    assert not (streams[0] & streams[1]) and not (streams[1] & streams[2])
+    assert episode_seeds(3, EVAL_STREAM, 0, 8)[:1] == episode_seeds(3, EVAL_STREAM, 0, 1)
