@@ -36,6 +36,10 @@ class Config:
     """Environments stepped in lockstep by the runner."""
     env_workers: int = 0
     """Worker processes for the training environments (0 = step them in this process)."""
+    rollout_backend: str = "local"
+    """Where training episodes are collected: `local` (this process) or `ray` (Ray actors)."""
+    ray_actors: int = 2
+    """Ray actors stepping the `batch_size_run` training environments (with `rollout_backend=ray`)."""
 
     # --- networks --------------------------------------------------------
     mixer: str = "qmix"
@@ -84,6 +88,8 @@ class Config:
     """Compile the train step with XLA."""
     mixed_precision: bool = False
     """Compute in float16 (weights and loss in float32); for GPUs."""
+    distribute: str = "none"
+    """`none` (one device) or `mirrored`: the train step under `tf.distribute.MirroredStrategy`."""
 
     # --- exploration -----------------------------------------------------
     epsilon_start: float = 1.0
@@ -138,6 +144,13 @@ class Config:
         need(self.test_nepisode >= 0, "test_nepisode", "an integer >= 0")
         need(0 <= self.env_workers <= self.batch_size_run, "env_workers",
              f"an integer in [0, batch_size_run={self.batch_size_run}]")
+        need(self.rollout_backend in ("local", "ray"), "rollout_backend", "'local' or 'ray'")
+        need(self.ray_actors >= 1, "ray_actors", "an integer >= 1")
+        if self.rollout_backend == "ray":
+            need(self.ray_actors <= self.batch_size_run, "ray_actors",
+                 f"at most batch_size_run={self.batch_size_run} (each actor steps at least one environment)")
+            need(self.env_workers == 0, "env_workers", "0 with rollout_backend='ray' (the actors are the workers)")
+        need(self.distribute in ("none", "mirrored"), "distribute", "'none' or 'mirrored'")
         need(self.mixer in ("qmix", "vdn"), "mixer", "'qmix' or 'vdn'")
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")

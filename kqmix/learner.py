@@ -62,6 +62,18 @@ class RunningMeanStd(tf.Module):
         self.count.assign(total)
 
 
+def make_strategy(distribute: str):
+    """The `tf.distribute` strategy for `Config.distribute`.
+
+    `mirrored` replicates the variables on every visible GPU (or, without
+    GPUs, on every logical CPU device), splits each batch across them and
+    all-reduces the gradients; `none` is TensorFlow's default strategy.
+    """
+    if distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 class QLearner:
     """Owns the agent and mixer, their targets, the optimizer, and the train step.
 
@@ -73,6 +85,23 @@ class QLearner:
     def __init__(self, info, config):
         self.info = info
         self.config = config
+        self.strategy = make_strategy(config.distribute)
+        # Under a MirroredStrategy every variable (networks, optimizer slots, counters) is
+        # mirrored on each device; the default strategy's scope changes nothing.
+        with self.strategy.scope():
+            self._build(info, config)
+        signature = {
+            key: tf.TensorSpec((None, *shape), dtype) for key, (shape, dtype) in episode_layout(info).items()
+        }
+        self.train_step = tf.function(
+            self._train_step,
+            input_signature=[signature, tf.TensorSpec((), tf.int64)],
+            jit_compile=config.jit_compile,
+        )
+        self._model = None
+
+    # ------------------------------------------------------------------ setup
+    def _build(self, info, config):
         self.agent = agent_from_config(info, config, name="agent")
         self.mixer = mixer_from_config(info, config, name="mixer")
         self.target_agent = agent_from_config(info, config, name="target_agent")
@@ -85,17 +114,7 @@ class QLearner:
             0, dtype=tf.int64, trainable=False, name="last_target_update_episode"
         )
         self.optimizer.build(self.trainable_variables)
-        signature = {
-            key: tf.TensorSpec((None, *shape), dtype) for key, (shape, dtype) in episode_layout(info).items()
-        }
-        self.train_step = tf.function(
-            self._train_step,
-            input_signature=[signature, tf.TensorSpec((), tf.int64)],
-            jit_compile=config.jit_compile,
-        )
-        self._model = None
 
-    # ------------------------------------------------------------------ setup
     def _make_optimizer(self):
         c = self.config
         clip = c.grad_norm_clip if c.mixed_precision else None
@@ -182,20 +201,51 @@ class QLearner:
         q_tot, targets = self._td_terms(tensors)
         return q_tot.numpy(), targets.numpy()
 
+    def _local_gradients(self, batch, n_filled):
+        """Gradients and metric sums of one batch, or of one replica's share of it.
+
+        The loss is divided by the filled steps of the whole batch (`n_filled`),
+        so the replicas' gradients and sums add up to the single-device ones.
+        """
+        c = self.config
+        filled = batch["filled"]  # (B, T)
+        with tf.GradientTape() as tape:
+            q_tot, targets = self._td_terms(batch)
+            td = (q_tot - targets) * filled  # (B, T)
+            loss = tf.reduce_sum(tf.square(td)) / n_filled
+            scaled = self.optimizer.scale_loss(loss) if c.mixed_precision else loss
+        grads = tape.gradient(scaled, self.trainable_variables)
+        sums = {"loss": loss, "td_error_abs": tf.reduce_sum(tf.abs(td)),
+                "q_taken_mean": tf.reduce_sum(q_tot * filled), "target_mean": tf.reduce_sum(targets * filled)}
+        return grads, sums
+
+    def _gradients(self, batch, n_filled):
+        """`_local_gradients` of the whole batch; under a MirroredStrategy split over the replicas and summed."""
+        if not isinstance(self.strategy, tf.distribute.MirroredStrategy):
+            return self._local_gradients(batch, n_filled)
+        replicas = self.strategy.num_replicas_in_sync
+        size = tf.shape(batch["filled"])[0]
+
+        def shard(context):
+            # Replica r takes rows [B*r/R, B*(r+1)/R): any batch size splits, unevenly if it must.
+            r = context.replica_id_in_sync_group
+            start, stop = size * r // replicas, size * (r + 1) // replicas
+            return {key: value[start:stop] for key, value in batch.items()}
+
+        shards = self.strategy.experimental_distribute_values_from_function(shard)
+        per_replica = self.strategy.run(self._local_gradients, args=(shards, n_filled))
+        # The all-reduce: one sum per gradient (and metric) over the devices.
+        return tf.nest.map_structure(
+            lambda x: self.strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None), per_replica)
+
     def _train_step(self, batch, episode):
         c = self.config
         filled = batch["filled"]  # (B, T)
         if c.standardise_rewards:
             self.reward_stats.update(batch["reward"], filled)
-        with tf.GradientTape() as tape:
-            q_tot, targets = self._td_terms(batch)
-            td = (q_tot - targets) * filled  # (B, T)
-            n_filled = tf.maximum(tf.reduce_sum(filled), 1.0)
-            loss = tf.reduce_sum(tf.square(td)) / n_filled
-            scaled = self.optimizer.scale_loss(loss) if c.mixed_precision else loss
-
+        n_filled = tf.maximum(tf.reduce_sum(filled), 1.0)
+        grads, sums = self._gradients(batch, n_filled)
         variables = self.trainable_variables
-        grads = tape.gradient(scaled, variables)
         if c.mixed_precision:
             grad_norm = tf.linalg.global_norm(grads) / tf.cast(self.optimizer.dynamic_scale, tf.float32)
         else:
@@ -216,12 +266,11 @@ class QLearner:
 
             updated = tf.cond(due, copy, lambda: tf.constant(0.0))
 
-        mask_sum = n_filled
         return {
-            "loss": loss,
-            "td_error_abs": tf.reduce_sum(tf.abs(td)) / mask_sum,
-            "q_taken_mean": tf.reduce_sum(q_tot * filled) / mask_sum,
-            "target_mean": tf.reduce_sum(targets * filled) / mask_sum,
+            "loss": sums["loss"],
+            "td_error_abs": sums["td_error_abs"] / n_filled,
+            "q_taken_mean": sums["q_taken_mean"] / n_filled,
+            "target_mean": sums["target_mean"] / n_filled,
             "grad_norm": grad_norm,
             "target_updated": updated,
         }

@@ -40,7 +40,9 @@ FINISHED_FILES = (CONFIG_FILE, ENV_FILE, SUMMARY_FILE, MODEL_FILE)
 
 #: Config keys a resumed run may change; anything else would make it a different run.
 RESUMABLE_KEYS = ("t_max", "checkpoint_interval", "checkpoint_keep", "checkpoint_buffer",
-                  "runs_dir", "tensorboard", "log_interval", "test_interval", "test_nepisode")
+                  "runs_dir", "tensorboard", "log_interval", "test_interval", "test_nepisode",
+                  # Where episodes are stepped and updates computed, not what they are.
+                  "rollout_backend", "ray_actors", "distribute")
 
 
 class RunError(ValueError):
