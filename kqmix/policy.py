@@ -36,8 +36,17 @@ class NumpyAgentPolicy:
         self.hidden_dim = agent.hidden_dim
         self.use_agent_id = agent.use_agent_id
         self.use_last_action = agent.use_last_action
+        self.version = 0  # counts `sync()` calls: which weights a remote copy holds
         self._flat = None
         self.sync()
+
+    @classmethod
+    def from_params(cls, params: dict) -> "NumpyAgentPolicy":
+        """A policy from `params()` alone (no Keras, no TensorFlow): how rollout actors act."""
+        policy = cls.__new__(cls)
+        policy.agent = None
+        policy.load_params(params)
+        return policy
 
     def _read_weights(self):
         """All agent weights in one device-to-host copy (one call, one transfer)."""
@@ -67,14 +76,28 @@ class NumpyAgentPolicy:
         w1, b1, kernel, rec, bias, w2, b2 = self._read_weights()
         # Split fc1 so one-hot inputs become row lookups instead of matmuls.
         rows = {block.name: w1[block.start : block.stop] for block in a.input_layout()}
-        self._w_obs = rows["obs"]  # (O, H)
-        self._w_last = rows.get("last_action_one_hot")  # (A, H) or None
-        self._w_id = rows.get("agent_id_one_hot")  # (N, H) or None
-        self._b1 = b1
-        self._kernel, self._rec = kernel, rec
-        self._b_in, self._b_rec = bias[0], bias[1]
-        self._w2, self._b2 = w2, b2
-        self.obs_dim = a.obs_dim
+        self.load_params({
+            "n_agents": a.n_agents, "n_actions": a.n_actions, "hidden_dim": a.hidden_dim,
+            "use_agent_id": a.use_agent_id, "use_last_action": a.use_last_action, "obs_dim": a.obs_dim,
+            "version": self.version + 1,
+            "w_obs": rows["obs"],  # (O, H)
+            "w_last": rows.get("last_action_one_hot"),  # (A, H) or None
+            "w_id": rows.get("agent_id_one_hot"),  # (N, H) or None
+            "b1": b1, "kernel": kernel, "rec": rec, "b_in": bias[0], "b_rec": bias[1], "w2": w2, "b2": b2,
+        })
+
+    def params(self) -> dict:
+        """Sizes and numpy weights: everything `from_params` needs, small enough for one object-store put."""
+        return dict(self._params)
+
+    def load_params(self, params: dict) -> None:
+        self._params = dict(params)
+        for key in ("n_agents", "n_actions", "hidden_dim", "use_agent_id", "use_last_action", "obs_dim",
+                    "version"):
+            setattr(self, key, params[key])
+        self._w_obs, self._w_last, self._w_id, self._b1 = params["w_obs"], params["w_last"], params["w_id"], params["b1"]
+        self._kernel, self._rec, self._b_in, self._b_rec = params["kernel"], params["rec"], params["b_in"], params["b_rec"]
+        self._w2, self._b2 = params["w2"], params["b2"]
 
     def initial_hidden(self, batch_size: int) -> np.ndarray:
         return np.zeros((batch_size, self.hidden_dim), np.float32)

@@ -98,21 +98,25 @@ class Trainer:
 
         self.config, self.run_dir, m = config, run_dir, config.batch_size_run
         self._cleanup = contextlib.ExitStack()
-        if config.env_workers:
+        test_envs = make_envs(config, m)
+        info = test_envs[0].info
+        self.learner = QLearner(info, config)
+        self.policy = NumpyAgentPolicy(self.learner.agent)
+        if config.rollout_backend == "ray":
+            from .runner_ray import RayRunner
+
+            self.runner = RayRunner(config, self.policy, info, seed=config.seed)
+            self._cleanup.callback(self.runner.close)
+        elif config.env_workers:
             from .envs.vector import SubprocessVecEnv
 
             vec = SubprocessVecEnv(config.env, config.env_key, n_envs=m, n_workers=config.env_workers)
             self._cleanup.callback(vec.close)
-            envs = vec.envs
+            self.runner = Runner(vec.envs, self.policy, seed=config.seed)
         else:
-            envs = make_envs(config, m)
-        self.envs = envs
-        test_envs = make_envs(config, m)
-        self.learner = QLearner(envs[0].info, config)
-        self.policy = NumpyAgentPolicy(self.learner.agent)
-        self.runner = Runner(envs, self.policy, seed=config.seed)
+            self.runner = Runner(make_envs(config, m), self.policy, seed=config.seed)
         self.test_runner = Runner(test_envs, self.policy, seed=config.seed)
-        self.buffer = EpisodeBuffer(envs[0].info, config.buffer_size)
+        self.buffer = EpisodeBuffer(info, config.buffer_size)
         self.epsilon = LinearEpsilon(config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_time)
         self.sample_rng = np.random.default_rng([config.seed, 1])
         self.state = LoopState()

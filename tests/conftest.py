@@ -56,3 +56,16 @@ def reference_runs(tmp_path_factory):
         assert out.returncode == 0, out.stderr
         runs[name] = base / name
     return runs
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray for one test module: 2 CPUs, on 127.0.0.1, no dashboard (kqmix's embedded default)."""
+    from kqmix.cluster import connect
+
+    ray = connect(num_cpus=2)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,67 @@
+"""Joining Ray: an embedded local Ray by default, an existing cluster with an address.
+
+Sweeps (`kqmix.sweep`) and Ray-actor rollouts (`kqmix.runner_ray`) both
+connect here. The embedded Ray is started on 127.0.0.1 with its dashboard
+off: a Ray cluster has no authentication of its own, so nothing it opens
+should be reachable from another machine unless the user asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from .envs._extras import require
+
+#: How long an unreachable address may take to be reported (TCP connect to the head node).
+CONNECT_TIMEOUT_S = 10.0
+
+
+class ClusterError(ValueError):
+    """The Ray cluster named by an address cannot be reached."""
+
+
+def require_ray():
+    """`ray`, or a `MissingExtraError` naming `pip install 'kqmix[ray]'`."""
+    require("ray.tune", "ray", "Scale-out (kqmix sweep, rollout_backend=ray)")
+    import ray
+
+    return ray
+
+
+def check_reachable(address: str) -> None:
+    """Fails fast, naming `address`, when nothing listens there (`ray.init` would wait for minutes)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"Ray address {address!r} is not of the form host:port or ray://host:port.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(f"Cannot reach the Ray cluster at {address!r}: {exc}.") from None
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False):
+    """Joins Ray once per process; returns the `ray` module.
+
+    `address` (else `RAY_ADDRESS`) names an existing cluster; without one an
+    embedded local Ray starts, listening on 127.0.0.1 only. Inside a Ray
+    worker (a sweep trial) the process is already connected and nothing
+    happens.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address and address not in ("auto", "local"):
+        check_reachable(address)
+        ray.init(address=address, **quiet)
+    elif address == "auto":
+        ray.init(address="auto", **quiet)
+    else:
+        os.environ.pop("RAY_ADDRESS", None)  # "local" must not fall back to a cluster
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", **quiet)
+    return ray
