@@ -3,7 +3,10 @@
     kqmix train [--preset NAME] [--set key=value ...] [--deterministic] [--quiet]
     kqmix train --resume RUN_DIR [--set t_max=...]
     kqmix evaluate RUN_DIR|EXPORT_DIR [--episodes 100] [--report PATH]
-    kqmix plot RUN_DIR [RUN_DIR ...] [--out curves.png]
+    kqmix plot RUN_DIR|SWEEP_DIR [...] [--out curves.png]
+    kqmix sweep --preset NAME [--preset ...] [--grid key=v1,v2 ...] [--seeds 0,1,2] [--out DIR]
+                [--set key=value ...] [--threshold X] [--address HOST:PORT] [--max-failures N]
+    kqmix sweep --resume SWEEP_DIR
     kqmix presets [--keys]
     kqmix export RUN_DIR [--name NAME] [--out saved_models] [--check]
     kqmix validate VERSION_DIR [--run RUN_DIR]
@@ -108,15 +111,66 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .plotting import PlotError, plot_runs
+    from .plotting import PlotError, plot_runs, run_dirs_of
 
     try:
-        out = plot_runs(args.runs, args.out)
+        out = plot_runs(run_dirs_of(args.runs), args.out)
     except PlotError as exc:
         print(f"kqmix plot: {exc}", file=sys.stderr)
         return 2
     print(f"Wrote {out}")
     return 0
+
+
+def _cmd_sweep(args) -> int:
+    import time
+
+    from .cluster import ClusterError, require_ray
+    from .config import ConfigError
+    from .sweepdir import SweepError, expand, is_sweep, parse_grid, parse_seeds, read_manifest, write_manifest
+    from .training import make_envs
+
+    require_ray()  # a missing extra is named before anything else happens
+    try:
+        if args.resume:
+            if args.preset or args.grid or args.overrides or args.out:
+                raise ConfigError("--resume continues a sweep as it was defined; it takes no "
+                                  "--preset, --grid, --set or --out.")
+            sweep_dir = args.resume
+            manifest = read_manifest(sweep_dir)
+        else:
+            sweep_dir = args.out or f"sweeps/{time.strftime('%Y%m%d-%H%M%S')}"
+            if is_sweep(sweep_dir):
+                raise SweepError(f"{sweep_dir} already holds a sweep; continue it with --resume {sweep_dir}.")
+            overrides = list(args.overrides) + (["deterministic=true"] if args.deterministic else [])
+            trials = expand(sweep_dir, args.preset or [_default_preset()], overrides, parse_grid(args.grid),
+                            parse_seeds(args.seeds))
+            for env in {(t["config"]["env"], t["config"]["env_key"]): t for t in trials}.values():
+                from .config import Config
+
+                make_envs(Config.from_dict(env["config"]), 1)  # a bad environment stops here
+            manifest = {"presets": args.preset or [_default_preset()], "grid": args.grid, "set": overrides,
+                        "seeds": args.seeds, "threshold": args.threshold, "trials": trials}
+        if args.max_failures < 0:
+            raise ConfigError(f"--max-failures must be >= 0. Received: {args.max_failures}")
+        from .cluster import connect
+
+        connect(args.address, dashboard=args.dashboard)  # an unreachable address stops here
+    except (ConfigError, SweepError, ClusterError) as exc:
+        print(f"kqmix sweep: {exc}", file=sys.stderr)
+        return 2
+    if not args.resume:
+        write_manifest(sweep_dir, manifest)
+    from .sweep import run_sweep
+
+    summary = run_sweep(sweep_dir, resume=bool(args.resume), max_failures=args.max_failures,
+                        max_concurrent=args.max_concurrent)
+    finished = sum(t["finished"] for t in summary["trials"])
+    print(f"{finished}/{len(summary['trials'])} trials finished in {summary['seconds']:.0f} s. "
+          f"Summary: {sweep_dir}/summary.md")
+    for error in summary["errors"]:
+        print(f"  failed: {error}", file=sys.stderr)
+    return 0 if finished == len(summary["trials"]) else 1
 
 
 def _default_preset() -> str:
@@ -186,10 +240,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--render", action="store_true", help="render episodes where the environment can")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    plot = sub.add_parser("plot", help="learning curves of one or more runs as a PNG")
-    plot.add_argument("runs", nargs="+", help="run directories (runs differing only in seed form a band)")
+    plot = sub.add_parser("plot", help="learning curves of one or more runs (or sweeps) as a PNG")
+    plot.add_argument("runs", nargs="+", help="run directories or sweep directories (runs differing "
+                                              "only in seed form a band)")
     plot.add_argument("--out", default="curves.png")
     plot.set_defaults(func=_cmd_plot)
+
+    sweep = sub.add_parser("sweep", help="presets x grid x seeds as Ray Tune trials (pip install 'kqmix[ray]')")
+    sweep.add_argument("--preset", action="append", default=[], help="a preset; repeatable (default: lbf)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="values of one config key to sweep; repeatable (the grid is their product)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key in every trial; repeatable")
+    sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    sweep.add_argument("--out", default=None, help="the sweep directory (default sweeps/<time>)")
+    sweep.add_argument("--threshold", type=float, default=None,
+                       help="also report the env steps each run takes to reach this greedy test return")
+    sweep.add_argument("--address", default=None,
+                       help="join the Ray cluster at HOST:PORT or ray://HOST:PORT (default: RAY_ADDRESS, "
+                            "else an embedded local Ray on 127.0.0.1)")
+    sweep.add_argument("--max-failures", type=int, default=2,
+                       help="retries of a trial whose process dies; it resumes from its checkpoint (default 2)")
+    sweep.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as "
+                                                                         "many as the CPUs allow)")
+    sweep.add_argument("--resume", default=None, metavar="SWEEP_DIR", help="continue an interrupted sweep")
+    sweep.add_argument("--deterministic", action="store_true", help="as for train, in every trial")
+    sweep.add_argument("--dashboard", action="store_true",
+                       help="start the embedded Ray's dashboard (on 127.0.0.1)")
+    sweep.set_defaults(func=_cmd_sweep)
 
     presets = sub.add_parser("presets", help="list presets, or with --keys every config key")
     presets.add_argument("--keys", action="store_true")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import rundir
+from . import rundir, sweepdir
 from .files import atomic_path
 
 
@@ -31,6 +31,28 @@ def _group_key(run_dir: Path) -> tuple[str, str]:
     return label, json.dumps(seedless, sort_keys=True)
 
 
+def run_dirs_of(paths) -> list[Path]:
+    """Run directories, with each sweep directory replaced by its trials' run directories."""
+    out = []
+    for path in map(Path, paths):
+        if sweepdir.is_sweep(path):
+            found = [d for d in sweepdir.run_dirs(path) if rundir.read_metrics(d)]
+            if not found:
+                raise PlotError(f"The sweep {path} has no run with metrics yet.")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def _distinct_settings(keys) -> dict:
+    """Per group, the settings that differ between groups (to tell their curves apart)."""
+    configs = {key: json.loads(key) for key in keys}
+    varying = sorted(k for k in next(iter(configs.values()))
+                     if len({json.dumps(c.get(k)) for c in configs.values()}) > 1)
+    return {key: ", ".join(f"{k}={c.get(k)}" for k in varying) for key, c in configs.items()}
+
+
 def plot_runs(run_dirs, out="curves.png") -> Path:
     """Plots return and greedy test return against env steps for each group of runs."""
     import matplotlib
@@ -47,6 +69,9 @@ def plot_runs(run_dirs, out="curves.png") -> Path:
             raise PlotError(str(exc)) from None
         groups[key].append(_metrics(run_dir))
         labels[key] = label
+    if len(groups) > 1:
+        for key, extra in _distinct_settings(groups).items():
+            labels[key] += f" {extra}" if extra else ""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for key, runs in groups.items():
         n = len(runs)

@@ -169,7 +169,8 @@ class Trainer:
         return {
             "t_env": s.t_env, "episode": s.episodes, "train_steps": s.train_steps,
             "return_mean": float(np.mean(recent)) if recent else None,
-            "test_return_mean": s.test_mean, "epsilon": eps,
+            "test_return_mean": s.test_mean, "test_t_env": s.last_test if s.test_mean is not None else None,
+            "epsilon": eps,
             **s.last_metrics,
             "steps_per_sec": s.t_env / max(elapsed, 1e-9), "time": elapsed,
         }
@@ -289,13 +290,14 @@ def _seed_everything(config: Config) -> None:
 
 
 def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = False,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, on_metrics=None) -> TrainResult:
     """Trains QMIX (or VDN) as configured; returns where the run was written and its totals.
 
     Every input, the environment included, is checked before anything is
     written. With `resume=True`, `run_dir` must be an existing run: its
     newest intact checkpoint is loaded and training continues exactly where
-    it stopped.
+    it stopped. `on_metrics(row)`, if given, is called with every metrics
+    row once it is on disk (a sweep reports them to Ray Tune).
     """
     if resume:
         config, preset, latest = rundir.open_for_resume(run_dir, requested=config)
@@ -333,6 +335,8 @@ def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = Fa
                     if end or due(s.last_log, s.t_env, config.log_interval):
                         row = trainer.metrics_row(eps)
                         log.write(row)
+                        if on_metrics is not None:
+                            on_metrics(row)
                         progress.update(task, status=_status(row))
                     progress.update(task, completed=min(s.t_env, config.t_max))
                     if end or due(s.last_ckpt, s.t_env, config.checkpoint_interval):
