@@ -1,9 +1,12 @@
 """Joining Ray: an embedded local Ray by default, an existing cluster with an address.
 
 Sweeps (`kqmix.sweep`) and Ray-actor rollouts (`kqmix.runner_ray`) both
-connect here. The embedded Ray is started on 127.0.0.1 with its dashboard
-off: a Ray cluster has no authentication of its own, so nothing it opens
-should be reachable from another machine unless the user asks for it.
+connect here. The embedded Ray starts with its dashboard (and jobs API) off
+unless asked for, and then on 127.0.0.1 only: whoever reaches a Ray
+cluster's jobs API runs code on it. Ray's own gRPC ports (GCS, raylet,
+workers) bind to every interface in Ray 2.60 whatever is asked for; Ray
+2.60 protects them with a token for a local cluster (`RAY_AUTH_MODE`), see
+docs/scale-out.md.
 """
 
 from __future__ import annotations
@@ -40,6 +43,28 @@ def check_reachable(address: str) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise ClusterError(f"Cannot reach the Ray cluster at {address!r}: {exc}.") from None
+    if "://" not in address:
+        _check_gcs(address)
+
+
+def _check_gcs(address: str) -> None:
+    """Asks the head node's GCS for the cluster id: something that is not a Ray head is named at once.
+
+    (`ray.init` would retry for about 20 s, printing a warning a second.) A
+    cluster with token authentication refuses the unauthenticated question,
+    which still proves a Ray head is there.
+    """
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=CONNECT_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise ClusterError(f"No Ray head node answers at {address!r} "
+                                   f"({exc.code().name}: {exc.details()}).") from None
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False):
@@ -57,11 +82,14 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
     if address and address not in ("auto", "local"):
         check_reachable(address)
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            # Something answered, but not a Ray head node we can join.
+            raise ClusterError(f"Cannot join a Ray cluster at {address!r}: {str(exc).splitlines()[0]}") from None
     elif address == "auto":
         ray.init(address="auto", **quiet)
     else:
         os.environ.pop("RAY_ADDRESS", None)  # "local" must not fall back to a cluster
-        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", **quiet)
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", **quiet)
     return ray

@@ -63,6 +63,14 @@ def bad_inputs(run_dir, empty, damaged):
         (["validate", damaged, "--atol", "-1"], "--atol must be >= 0"),
         (["plot", empty], "is not a kqmix run directory"),
         (["plot", run_dir, "--out", "curves.pdf"], "must name a .png file"),
+        # Sweeps: refused before Ray starts or any trial runs.
+        (["sweep", "--preset", "two_step", "--grid", "lrr=1e-3,5e-4"], "Did you mean 'lr'"),
+        (["sweep", "--preset", "two_step", "--grid", "lr=1e-3,fast"], "`lr`: 'fast'"),
+        (["sweep", "--preset", "two_step", "--grid", "seed=1,2"], "--seeds"),
+        (["sweep", "--preset", "two_step", "--seeds", "0,0"], "--seeds must list distinct integers"),
+        (["sweep", "--preset", "two_stepp"], "Did you mean 'two_step'"),
+        (["sweep", "--resume", empty], "is not a kqmix sweep directory"),
+        (["sweep", "--preset", "two_step", "--address", "127.0.0.1:9"], "'127.0.0.1:9'"),
     ]
 
 
@@ -100,3 +108,29 @@ def test_bad_input_as_a_user_sees_it(case, reference_runs, damaged_export, tmp_p
     out = kqmix(*args, cwd=empty)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [out.stderr.strip()], out.stderr
     assert message in out.stderr and tree(empty) == []
+
+
+def test_sweep_with_an_unreachable_address_fails_within_30_s(tmp_path, kqmix):
+    """A Ray address where nothing answers (a non-routable host) is named, with exit 2, within 30 s."""
+    import time
+
+    start = time.perf_counter()
+    out = kqmix("sweep", "--preset", "two_step", "--address", "10.255.255.1:6379", "--out", tmp_path / "s",
+                cwd=tmp_path, timeout=60)
+    assert time.perf_counter() - start < 30
+    assert out.returncode == 2 and "'10.255.255.1:6379'" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and tree(tmp_path) == []
+
+
+def test_sweep_without_ray_names_the_extra(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from kqmix.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("ray", "ray.tune"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if `kqmix[ray]` were not installed
+    assert main(["sweep", "--preset", "two_step"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'kqmix[ray]'" in err and len(err.strip().splitlines()) == 1
+    assert tree(tmp_path) == []
