@@ -54,6 +54,10 @@ class PlaybackDraws:
         return self.draws[self.t][1]
 
 
+#: Seconds to wait for the rollout actors to be placed before giving up.
+ACTOR_START_TIMEOUT_S = 120.0
+
+
 class RolloutActor:
     """One Ray actor: `n_envs` environments and a local `Runner` over them."""
 
@@ -63,6 +67,9 @@ class RolloutActor:
         self.envs = [make_env(env, env_key) for _ in range(n_envs)]
         self.seed = seed
         self.runner = None
+
+    def ready(self) -> bool:
+        return True
 
     def run(self, params: dict, epsilon: float, greedy: bool, seeds, draws):
         from .policy import NumpyAgentPolicy
@@ -99,6 +106,15 @@ class RayRunner:
         self.actors = [actor_class.remote(config.env, config.env_key, len(share), seed + int(share[0]))
                        for share in self.shares]
         self._weights, self._weights_version = None, None
+        # Each actor holds a CPU: a cluster too small would otherwise leave them pending forever.
+        ready, pending = ray.wait([a.ready.remote() for a in self.actors], num_returns=len(self.actors),
+                                  timeout=ACTOR_START_TIMEOUT_S)
+        if pending:
+            self.close()
+            raise RuntimeError(
+                f"Only {len(ready)} of {len(self.actors)} rollout actors started within "
+                f"{ACTOR_START_TIMEOUT_S:.0f} s; each needs one CPU and the cluster has "
+                f"{ray.available_resources().get('CPU', 0):g} free. Lower ray_actors or add nodes.")
 
     def run(self, epsilon: float = 0.0, greedy: bool = False, seeds=None):
         """One episode per environment, as `Runner.run`; returns `(episodes, stats)`."""
