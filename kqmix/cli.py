@@ -170,7 +170,10 @@ def _cmd_sweep(args) -> int:
           f"Summary: {sweep_dir}/summary.md")
     for error in summary["errors"]:
         print(f"  failed: {error}", file=sys.stderr)
-    return 0 if finished == len(summary["trials"]) else 1
+    if finished < len(summary["trials"]):
+        print(f"Continue with: kqmix sweep --resume {sweep_dir}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _default_preset() -> str:

@@ -63,6 +63,10 @@ def run_sweep(sweep_dir, resume: bool = False, max_failures: int = 2, max_concur
 
     The manifest (`sweep.json`) must already be written (`kqmix.sweepdir`).
     """
+    import os
+
+    # Tune's newer console output ignores `verbose=0`; the summary is what a user needs here.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
 
     sweep_dir = Path(sweep_dir).resolve()

@@ -126,3 +126,33 @@ def test_plot_draws_one_band_per_configuration(sweep, tmp_path):
     assert run_dirs_of([sweep_dir]) == sweepdir.run_dirs(sweep_dir)
     out = plot_runs(run_dirs_of([sweep_dir]), tmp_path / "sweep.png")
     assert out.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_continues_with_resume(tmp_path, kqmix):
+    """Ctrl-C stops a sweep after its first checkpoints; `--resume` finishes it from them."""
+    import subprocess
+    import sys
+
+    from conftest import CLI_ENV
+
+    out = tmp_path / "s"
+    args = ["sweep", "--preset", "two_step", "--seeds", "0,1", "--set", "t_max=3000", "--set",
+            "checkpoint_interval=500", "--set", "log_interval=500", "--set", "test_interval=500",
+            "--set", "batch_size=8", "--out", out]
+    proc = subprocess.Popen([sys.executable, "-m", "kqmix", *map(str, args)], env=CLI_ENV, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out.glob("runs/*/checkpoints/ckpt-*")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and f"kqmix sweep --resume {out}" in err, err[-2000:]
+    assert not any((run / "run.json").exists() for run in sweepdir.run_dirs(out))
+    resumed = kqmix("sweep", "--resume", out, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["configurations"][0]["finished"] == 2
+    for run in sweepdir.run_dirs(out):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["t_env"] for r in rows] == sorted({r["t_env"] for r in rows})  # no repeated rows
