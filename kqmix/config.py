@@ -84,6 +84,11 @@ class Config:
     """TD(lambda) return; 0 is the 1-step target."""
     standardise_rewards: bool = False
     """Scale rewards by a running mean/std before the TD target."""
+    bootstrap_truncated: bool = True
+    """Truncated episodes (ended without termination, e.g. at the episode limit)
+    bootstrap from their last next-state. False treats every episode's last step
+    as terminal: finite-horizon returns, for tasks whose episode limit is part of
+    the task (MPE)."""
     jit_compile: bool = False
     """Compile the train step with XLA."""
     mixed_precision: bool = False

@@ -177,6 +177,10 @@ class QLearner:
 
         if c.standardise_rewards:
             reward = (reward - self.reward_stats.mean) / tf.sqrt(self.reward_stats.var + 1e-8)
+        if not c.bootstrap_truncated:
+            # Every episode's last real step ends it (finite-horizon returns).
+            next_filled = tf.concat([filled[:, 1:], tf.zeros_like(filled[:, :1])], axis=1)
+            terminated = tf.maximum(terminated, filled * (1.0 - next_filled))
 
         q = tf.cast(self.agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
         chosen = tf.gather(q[:, :-1], actions, batch_dims=3)  # (B, T, N)
@@ -273,6 +277,9 @@ class QLearner:
             "target_mean": sums["target_mean"] / n_filled,
             "grad_norm": grad_norm,
             "target_updated": updated,
+            # The running reward statistics (standardise_rewards) after this step.
+            "reward_mean": tf.identity(self.reward_stats.mean),
+            "reward_std": tf.sqrt(self.reward_stats.var),
         }
 
     @property

@@ -152,6 +152,30 @@ def test_truncation_bootstraps_termination_does_not(rng):
     np.testing.assert_allclose(t_term[0, :2], t_trunc[0, :2], atol=1e-6)
 
 
+def test_without_truncation_bootstrap_the_last_step_is_terminal(rng):
+    # TD(1) targets of a 3-step truncated episode are then plain discounted
+    # sums of the rewards, whatever the networks output.
+    learner = make_learner(gamma=0.5, td_lambda=1.0, bootstrap_truncated=False)
+    batch = make_batch(rng, lengths=(3, 2), terminal=(False, False))
+    batch["reward"][0, :3] = [1.0, 2.0, 4.0]
+    batch["reward"][1, :2] = [-2.0, 6.0]
+    _, targets = learner.td_terms(batch)
+    np.testing.assert_allclose(targets[0, :3], [3.0, 4.0, 4.0], atol=1e-6)
+    np.testing.assert_allclose(targets[1, :2], [1.0, 6.0], atol=1e-6)
+    # Same targets as the default learner given terminated episodes, for any lambda.
+    for td_lambda in (0.0, 0.6):
+        no_boot = make_learner(gamma=0.9, td_lambda=td_lambda, bootstrap_truncated=False)
+        default = make_learner(gamma=0.9, td_lambda=td_lambda)
+        trunc = make_batch(np.random.default_rng(5), terminal=(False, False, False, False))
+        term = make_batch(np.random.default_rng(5), terminal=(True, True, True, True))
+        mask = trunc["filled"] > 0
+        _, t_no_boot = no_boot.td_terms(trunc)
+        _, t_term = default.td_terms(term)
+        _, t_boot = default.td_terms(trunc)
+        np.testing.assert_allclose(t_no_boot[mask], t_term[mask], atol=1e-5)
+        assert not np.allclose(t_no_boot[mask], t_boot[mask])
+
+
 def _weights(variables):
     return [np.asarray(v).copy() for v in variables]
 
@@ -201,10 +225,12 @@ def test_training_reduces_loss_on_a_fixed_batch(optimizer, rng):
 def test_reward_standardisation_tracks_filled_rewards(rng):
     learner = make_learner(standardise_rewards=True)
     batch = make_batch(rng)
-    learner.train(batch, 1)
+    metrics = learner.train(batch, 1)
     rewards = batch["reward"][batch["filled"] > 0]
     assert float(learner.reward_stats.mean.numpy()) == pytest.approx(rewards.mean(), rel=1e-3)
     assert float(learner.reward_stats.var.numpy()) == pytest.approx(rewards.var(), rel=1e-2)
+    assert metrics["reward_mean"] == pytest.approx(rewards.mean(), rel=1e-3)
+    assert metrics["reward_std"] == pytest.approx(rewards.std(), rel=1e-2)
 
 
 def test_mixed_precision_trains_with_dynamic_loss_scaling(rng):
