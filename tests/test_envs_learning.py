@@ -73,9 +73,12 @@ def test_mpe_spread_improves_over_random(tmp_path):
     result = train(make_config("mpe_spread", {"t_max": 300_000, "runs_dir": str(tmp_path)}),
                    preset="mpe_spread", quiet=True)
     rows = read_metrics(result.run_dir)
-    final = np.mean([r["test_return_mean"] for r in rows[-3:]])
-    # Returns are negative distances; "clearly better" = a quarter of the gap closed.
-    assert final > baseline + 0.25 * abs(baseline), (baseline, final)
+    tests = [r["test_return_mean"] for r in rows if r["test_return_mean"] is not None and r["test_t_env"] == r["t_env"]]
+    final, best = np.mean(tests[-3:]), max(tests)
+    # Returns are negative distances; "clearly better" = a quarter of random's return closed.
+    assert final > baseline + 0.25 * abs(baseline), (baseline, final, tests)
+    # No collapse: the end keeps all but 15% of the gain of the best test over random.
+    assert final >= best - 0.15 * (best - baseline), (baseline, best, final, tests)
 
 
 @pytest.mark.parametrize("preset", ["lbf", "lbf_2s", "rware_tiny", "mpe_spread", "mpe_speaker_listener",
