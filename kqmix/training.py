@@ -56,8 +56,9 @@ class LoopState:
     last_test: int | None = None
     last_ckpt: int = 0
     test_mean: float | None = None
-    best_test: float | None = None
-    best_checkpoint: str | None = None
+    best_test: float | None = None  # the best greedy test so far
+    best_checkpoint: str | None = None  # the checkpoint kept for its test return (never pruned)
+    best_checkpoint_test: float | None = None  # that checkpoint's test return
     recent_returns: list = field(default_factory=list)  # training returns since the last row
     last_metrics: dict = field(default_factory=dict)  # the learner's latest scalars
     elapsed: float = 0.0  # seconds of training before this process (resumed runs)
@@ -70,7 +71,9 @@ class LoopState:
                                   f"it was written by another kqmix version than {__version__}.")
         # Checkpoints of kqmix 0.1.0 marked "never" with a large negative step.
         never = {k: None for k in ("last_log", "last_test") if data.get(k) is not None and data[k] < 0}
-        return cls(**{**data, **never})
+        # ... and tracked only the best test seen at a checkpoint.
+        kept = {} if "best_checkpoint_test" in data else {"best_checkpoint_test": data.get("best_test")}
+        return cls(**{**data, **never, **kept})
 
 
 def due(last: int | None, t_env: int, interval: int) -> bool:
@@ -159,6 +162,8 @@ class Trainer:
             returns = greedy_returns(self.test_runner, c.test_nepisode, c.seed, TEST_STREAM, s.test_batches)
             s.test_batches += -(-c.test_nepisode // c.batch_size_run)
             s.test_mean = float(returns.mean())
+            if s.best_test is None or s.test_mean > s.best_test:
+                s.best_test = s.test_mean
 
     def metrics_row(self, eps: float) -> dict:
         """The next row of `metrics.jsonl`; starts a new window of training returns."""
@@ -183,8 +188,8 @@ class Trainer:
     def save_checkpoint(self) -> None:
         s, root = self.state, rundir.checkpoints_dir(self.run_dir)
         s.last_ckpt = s.t_env
-        if s.test_mean is not None and (s.best_test is None or s.test_mean > s.best_test):
-            s.best_test, s.best_checkpoint = s.test_mean, ckpt.checkpoint_name(s.t_env)
+        if s.test_mean is not None and (s.best_checkpoint_test is None or s.test_mean > s.best_checkpoint_test):
+            s.best_checkpoint_test, s.best_checkpoint = s.test_mean, ckpt.checkpoint_name(s.t_env)
         arrays = {"variables": self.learner.get_state()}
         if self.config.checkpoint_buffer:
             arrays["buffer"] = self.buffer.get_state()
