@@ -125,8 +125,8 @@ def _cmd_plot(args) -> int:
 def _cmd_sweep(args) -> int:
     import time
 
-    from .cluster import ClusterError, require_ray
-    from .config import ConfigError
+    from .cluster import ClusterError, connect, require_ray
+    from .config import Config, ConfigError
     from .sweepdir import SweepError, expand, is_sweep, parse_grid, parse_seeds, read_manifest, write_manifest
     from .training import make_envs
 
@@ -146,15 +146,11 @@ def _cmd_sweep(args) -> int:
             trials = expand(sweep_dir, args.preset or [_default_preset()], overrides, parse_grid(args.grid),
                             parse_seeds(args.seeds))
             for env in {(t["config"]["env"], t["config"]["env_key"]): t for t in trials}.values():
-                from .config import Config
-
                 make_envs(Config.from_dict(env["config"]), 1)  # a bad environment stops here
             manifest = {"presets": args.preset or [_default_preset()], "grid": args.grid, "set": overrides,
                         "seeds": args.seeds, "threshold": args.threshold, "trials": trials}
         if args.max_failures < 0:
             raise ConfigError(f"--max-failures must be >= 0. Received: {args.max_failures}")
-        from .cluster import connect
-
         connect(args.address, dashboard=args.dashboard)  # an unreachable address stops here
     except (ConfigError, SweepError, ClusterError) as exc:
         print(f"kqmix sweep: {exc}", file=sys.stderr)
@@ -164,7 +160,7 @@ def _cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
     summary = run_sweep(sweep_dir, resume=bool(args.resume), max_failures=args.max_failures,
-                        max_concurrent=args.max_concurrent)
+                        max_concurrent=args.max_concurrent, address=args.address, dashboard=args.dashboard)
     finished = sum(t["finished"] for t in summary["trials"])
     print(f"{finished}/{len(summary['trials'])} trials finished in {summary['seconds']:.0f} s. "
           f"Summary: {sweep_dir}/summary.md")
@@ -261,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also report the env steps each run takes to reach this greedy test return")
     sweep.add_argument("--address", default=None,
                        help="join the Ray cluster at HOST:PORT or ray://HOST:PORT (default: RAY_ADDRESS, "
-                            "else an embedded local Ray on 127.0.0.1)")
+                            "else an embedded local Ray on this machine)")
     sweep.add_argument("--max-failures", type=int, default=2,
                        help="retries of a trial whose process dies; it resumes from its checkpoint (default 2)")
     sweep.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as "

@@ -71,7 +71,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     """Joins Ray once per process; returns the `ray` module.
 
     `address` (else `RAY_ADDRESS`) names an existing cluster; without one an
-    embedded local Ray starts, listening on 127.0.0.1 only. Inside a Ray
+    embedded local Ray starts, its dashboard off unless `dashboard` (then on
+    127.0.0.1). Ray 2.60's own ports still listen on every interface
+    (docs/scale-out.md, "Security"). Inside a Ray
     worker (a sweep trial) the process is already connected and nothing
     happens.
     """
