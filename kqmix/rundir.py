@@ -7,7 +7,8 @@
 * `metrics.jsonl` and `tb/` - the logged scalars as JSON lines and TensorBoard events;
 * `checkpoints/` - see `kqmix.checkpoint`; a resumed run continues from the newest intact one;
 * `model.keras` - the Functional agents + mixer model, written when training ends;
-* `run.json` - env steps, episodes, train steps, last and best greedy test return;
+* `run.json` - env steps, episodes, train steps, last and best greedy test return, and the
+  source revision of each sitting that trained it (`kqmix.provenance`);
 * `evaluation.json` - the report of `kqmix evaluate RUN_DIR`, if it was run.
 
 Training, evaluation, plotting, the CLI and the exporter all read and write

@@ -23,6 +23,7 @@ from . import checkpoint as ckpt
 from . import rundir
 from .config import Config, ConfigError
 from .evaluation import TEST_STREAM, TRAIN_STREAM, episode_seeds, greedy_returns
+from .provenance import source_revision
 
 
 @dataclass
@@ -62,6 +63,7 @@ class LoopState:
     recent_returns: list = field(default_factory=list)  # training returns since the last row
     last_metrics: dict = field(default_factory=dict)  # the learner's latest scalars
     elapsed: float = 0.0  # seconds of training before this process (resumed runs)
+    revisions: list = field(default_factory=list)  # source revision of each sitting (kqmix.provenance)
 
     @classmethod
     def from_dict(cls, data: dict) -> "LoopState":
@@ -126,8 +128,12 @@ class Trainer:
         self._started = time.perf_counter()
 
     def start_clock(self) -> None:
-        """Training time counts from here (plus `state.elapsed` of earlier sittings)."""
+        """Training time counts from here (plus `state.elapsed` of earlier sittings); the sitting's
+        source revision joins the run's list."""
         self._started = time.perf_counter()
+        revision = source_revision()
+        if not self.state.revisions or self.state.revisions[-1] != revision:
+            self.state.revisions.append(revision)
 
     def close(self) -> None:
         self._cleanup.close()
@@ -217,7 +223,7 @@ class Trainer:
         s = self.state
         return {"t_env": s.t_env, "episodes": s.episodes, "train_steps": s.train_steps,
                 "test_return_mean": s.test_mean, "best_test_return_mean": s.best_test,
-                "kqmix_version": __version__, "preset": preset}
+                "kqmix_version": __version__, "kqmix_revisions": s.revisions, "preset": preset}
 
 
 class MetricsLog:

@@ -5,11 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+import kqmix
+
 from conftest import CLI_ENV as ENV, SMALL_RUN as SMALL, metrics_without_timing as metrics
 from kqmix import checkpoint as ckpt
+from kqmix.provenance import DIRTY_SUFFIX, source_revision
 from kqmix.training import LoopState
 
 
@@ -60,6 +64,16 @@ def test_keeps_last_k_and_the_best(reference_runs):
     tests = [row["test_return_mean"] for row in metrics(run_dir) if row["test_t_env"] == row["t_env"]]
     assert run["best_test_return_mean"] == max(tests) >= run["test_return_mean"]  # every test, not only checkpoints
     assert (run_dir / "tb").is_dir() and any((run_dir / "tb").iterdir())
+
+
+def test_run_records_the_source_revision(reference_runs):
+    revision = source_revision()
+    run = json.loads((reference_runs["a"] / "run.json").read_text())
+    assert run["kqmix_revisions"] == [revision]
+    root = Path(kqmix.__file__).resolve().parent.parent
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0 and (root / ".git").exists():  # a checkout, as in CI: the commit, marked if dirty
+        assert revision in (head.stdout.strip(), head.stdout.strip() + DIRTY_SUFFIX)
 
 
 def test_ctrl_c_points_to_the_resume_command(tmp_path):
