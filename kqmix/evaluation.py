@@ -5,6 +5,8 @@
   `kqmix evaluate` each have their own stream of the run's seed;
 * `greedy_returns(runner, n, seed, stream)` - greedy returns over a `Runner`
   (the training loop's tests);
+* `random_returns(env, env_key, n)` - the same test episodes played with
+  uniformly random available actions: the baseline results are compared with;
 * `evaluate_path(path)` - `kqmix evaluate` of a run directory or an exported
   version, through the same `reset()` / `act()` interface the export runtime
   offers, with a JSON report.
@@ -47,6 +49,31 @@ def greedy_returns(runner, n_episodes: int, seed: int, stream: int, first_batch:
         returns.extend(stats.returns.tolist())
         k += 1
     return np.asarray(returns[:n_episodes])
+
+
+def random_returns(env: str, env_key: str | None, n_episodes: int = 100, seed: int = 0, stream: int = TEST_STREAM) -> np.ndarray:
+    """Team returns of `n_episodes` episodes in which every agent picks uniformly among its available actions.
+
+    Episode k is seeded like the k-th greedy test episode of a run with one
+    environment and this seed; the action draws have their own generator.
+    """
+    from .envs import make_env
+
+    environment = make_env(env, env_key)
+    rng = np.random.default_rng([seed, stream])
+    returns = np.zeros(n_episodes)
+    try:
+        for k in range(n_episodes):
+            _, _, avail = environment.reset(seed=episode_seeds(seed, stream, k, 1)[0])
+            for _ in range(environment.episode_limit):
+                actions = np.array([rng.choice(np.flatnonzero(row)) for row in avail])
+                _, _, avail, reward, terminated, truncated, _ = environment.step(actions)
+                returns[k] += reward
+                if terminated or truncated:
+                    break
+    finally:
+        environment.close()
+    return returns
 
 
 class _GreedyTeam:

@@ -53,8 +53,13 @@ def _distinct_settings(keys) -> dict:
     return {key: ", ".join(f"{k}={c.get(k)}" for k in varying) for key, c in configs.items()}
 
 
-def plot_runs(run_dirs, out="curves.png") -> Path:
-    """Plots return and greedy test return against env steps for each group of runs."""
+def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path:
+    """Plots return and greedy test return against env steps for each group of runs.
+
+    A group of several seeds is drawn as its mean with a band from the lowest
+    to the highest seed. `baselines` (label -> return), if given, are drawn
+    as dashed horizontal lines on both axes (e.g. random actions).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +92,9 @@ def plot_runs(run_dirs, out="curves.png") -> Path:
             if n > 1:
                 ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
             ax.set_title(title)
+    for label, value in (baselines or {}).items():
+        for ax in axes:
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=label)
     for ax in axes:
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)

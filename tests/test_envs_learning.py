@@ -7,26 +7,13 @@ import pytest
 
 from kqmix.config import DEFAULT_PRESET, make_config
 from kqmix.envs import make_env
+from kqmix.evaluation import random_returns
 from kqmix.sweepdir import greedy_tests
 from kqmix.training import train
 
 
 def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def random_return(name, key, episodes=50, seed=0):
-    """Mean team return of uniformly random available actions."""
-    env, rng, total = make_env(name, key), np.random.default_rng(seed), 0.0
-    for e in range(episodes):
-        _, _, avail = env.reset(seed=seed + e)
-        for _ in range(env.episode_limit):
-            acts = np.array([rng.choice(np.flatnonzero(row)) for row in avail])
-            _, _, avail, r, term, trunc, _ = env.step(acts)
-            total += r
-            if term or trunc:
-                break
-    return total / episodes
 
 
 def test_default_preset_is_lbf():
@@ -69,8 +56,7 @@ def test_lbf_default_preset_reaches_0_9(tmp_path):
 
 @pytest.mark.slow
 def test_mpe_spread_improves_over_random(tmp_path):
-    name, key = "pettingzoo", "mpe2.simple_spread_v3"
-    baseline = random_return(name, key)
+    baseline = random_returns("pettingzoo", "mpe2.simple_spread_v3").mean()
     result = train(make_config("mpe_spread", {"t_max": 300_000, "runs_dir": str(tmp_path)}),
                    preset="mpe_spread", quiet=True)
     rows = read_metrics(result.run_dir)

@@ -3,7 +3,9 @@
 import json
 import os
 
-from kqmix.evaluation import EVAL_STREAM, TEST_STREAM, TRAIN_STREAM, episode_seeds
+import numpy as np
+
+from kqmix.evaluation import EVAL_STREAM, TEST_STREAM, TRAIN_STREAM, episode_seeds, random_returns
 
 
 def test_evaluate_run_and_export(reference_runs, tmp_path, kqmix):
@@ -20,10 +22,19 @@ def test_evaluate_run_and_export(reference_runs, tmp_path, kqmix):
     assert json.loads((tmp_path / "r.json").read_text())["return_mean"] == 8.0
 
 
-
 def test_episode_seeds_are_one_function_of_seed_stream_and_batch():
     assert episode_seeds(3, TEST_STREAM, 2, 4) == episode_seeds(3, TEST_STREAM, 2, 4)
     assert len({TRAIN_STREAM, TEST_STREAM, EVAL_STREAM}) == 3
     streams = [set(episode_seeds(3, s, 0, 8)) for s in (TRAIN_STREAM, TEST_STREAM, EVAL_STREAM)]
     assert not (streams[0] & streams[1]) and not (streams[1] & streams[2])
     assert episode_seeds(3, EVAL_STREAM, 0, 8)[:1] == episode_seeds(3, EVAL_STREAM, 0, 1)
+
+
+def test_random_returns_match_the_two_step_games_expectation():
+    # Agent 0's first action picks 2A (7 for any joint action) or 2B ([[0, 1], [1, 8]]) with
+    # probability 1/2 each: E = 7/2 + (0 + 1 + 1 + 8)/8 = 4.75, standard deviation 3.19.
+    returns = random_returns("two_step", None, n_episodes=4000, seed=5)
+    assert set(np.unique(returns)) == {0.0, 1.0, 7.0, 8.0}
+    assert abs(returns.mean() - 4.75) < 5 * 3.19 / np.sqrt(4000)  # five standard errors
+    assert np.array_equal(returns, random_returns("two_step", None, n_episodes=4000, seed=5))
+    assert not np.array_equal(returns, random_returns("two_step", None, n_episodes=4000, seed=6))

@@ -12,3 +12,14 @@ def test_plot_writes_a_png(reference_runs, tmp_path, kqmix):
     assert image.shape[0] >= 300 and image.shape[1] >= 800
     assert image[..., :3].std() > 0.01  # not a blank canvas
 
+
+
+def test_plot_draws_baselines(reference_runs, tmp_path):
+    import matplotlib.image
+
+    from kqmix.plotting import plot_runs
+
+    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
+    plot_runs([reference_runs["a"]], plain)
+    plot_runs([reference_runs["a"]], marked, baselines={"random actions": 4.75})
+    assert (matplotlib.image.imread(plain) != matplotlib.image.imread(marked)).any()

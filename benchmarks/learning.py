@@ -1,0 +1,186 @@
+"""The learning benchmark: several seeds per task, collected from `kqmix sweep` directories.
+
+    python benchmarks/learning.py collect SWEEP_DIR [SWEEP_DIR ...]
+    python benchmarks/learning.py report
+
+`collect` reads every finished trial of the given sweeps and
+
+* adds (or replaces) one row per run in `benchmarks/results/learning.json`:
+  task, preset, seed, t_env, final_test_return (mean of the last three
+  greedy tests), best_test_return, random_return (uniformly random available
+  actions over the same test episodes, `kqmix.evaluation.random_returns`),
+  wall_s and the kqmix commit(s) that trained the run;
+* copies each run's `metrics.jsonl`, `config.json`, `env.json` and `run.json` to
+  `benchmarks/results/runs/<task>/<seed>/` (no checkpoints).
+
+`report` turns `learning.json` into the table of `docs/results.md` (between
+its `learning-table` markers), the README's short table (between the same
+markers) and one plot per task under `docs/images/`.
+
+The sweeps behind the published figures (2 trials at a time on 2 cores):
+
+    kqmix sweep --out sweeps/mpe_spread --preset mpe_spread --set t_max=300000 --seeds 0,1,2,3,4 --max-concurrent 2
+    kqmix sweep --out sweeps/lbf --preset lbf --seeds 0,1,2,3,4 --threshold 0.9 --max-concurrent 2
+    kqmix sweep --out sweeps/mpe_speaker_listener --preset mpe_speaker_listener --set t_max=300000 --seeds 0,1,2 --max-concurrent 2
+    kqmix sweep --out sweeps/lbf_2s --preset lbf_2s --set t_max=1000000 --seeds 0,1,2 --max-concurrent 2
+    kqmix sweep --out sweeps/rware_tiny --preset rware_tiny --set t_max=2000000 --seeds 0 --max-concurrent 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from kqmix import rundir, sweepdir  # noqa: E402
+from kqmix.files import write_json_atomic, write_text_atomic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+LEARNING_JSON = RESULTS / "learning.json"
+RUNS = RESULTS / "runs"
+DOCS_RESULTS = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+IMAGES = ROOT / "docs" / "images"
+#: Files copied from each run directory (checkpoints and the model stay behind).
+COPIED = (rundir.METRICS_FILE, rundir.CONFIG_FILE, rundir.ENV_FILE, rundir.SUMMARY_FILE)
+MARKERS = ("<!-- learning-table:start -->", "<!-- learning-table:end -->")
+
+
+def task_of(config) -> str:
+    """The task's name: the environment key (a valid directory name), or the environment's."""
+    return config.env_key or config.env
+
+
+def run_row(run_dir: Path, preset: str, random_return: float) -> dict:
+    """One row of `learning.json` for a finished run directory."""
+    config = rundir.read_config(run_dir)
+    result = sweepdir.run_result(run_dir, threshold=None)
+    summary = rundir.read_summary(run_dir)
+    metrics = rundir.read_metrics(run_dir)
+    revisions = summary.get("kqmix_revisions") or [None]
+    return {
+        "task": task_of(config), "env": config.env, "preset": preset, "seed": config.seed,
+        "t_env": summary["t_env"], "final_test_return": result["final_test_return"],
+        "best_test_return": result["best_test_return"], "random_return": random_return,
+        "wall_s": metrics[-1]["time"], "kqmix_commit": revisions[-1] if len(revisions) == 1 else revisions,
+    }
+
+
+def read_rows() -> list[dict]:
+    return json.loads(LEARNING_JSON.read_text())["runs"] if LEARNING_JSON.is_file() else []
+
+
+def collect(sweep_dirs) -> list[dict]:
+    from kqmix.evaluation import random_returns
+
+    rows = {(r["task"], r["preset"], r["seed"]): r for r in read_rows()}
+    randoms = {}
+    for sweep in sweep_dirs:
+        for trial in sweepdir.read_manifest(sweep)["trials"]:
+            run_dir = Path(trial["run_dir"])
+            if not (run_dir / rundir.SUMMARY_FILE).is_file():
+                print(f"skipped (not finished): {run_dir}", file=sys.stderr)
+                continue
+            config = rundir.read_config(run_dir)
+            task = task_of(config)
+            if task not in randoms:
+                randoms[task] = float(random_returns(config.env, config.env_key).mean())
+            row = run_row(run_dir, trial["preset"], randoms[task])
+            rows[(row["task"], row["preset"], row["seed"])] = row
+            target = RUNS / task / str(config.seed)
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            for name in COPIED:
+                shutil.copy2(run_dir / name, target / name)
+            print(f"{task} seed {config.seed}: final {row['final_test_return']:.4g}, "
+                  f"best {row['best_test_return']:.4g}, random {row['random_return']:.4g}")
+    ordered = sorted(rows.values(), key=lambda r: (r["task"], r["preset"], r["seed"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(LEARNING_JSON, {
+        "final_test_return": f"mean of the last {sweepdir.FINAL_TESTS} greedy tests",
+        "random_return": "uniformly random available actions over 100 test-stream episodes (seed 0)",
+        "runs": ordered})
+    return ordered
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def table(rows, short: bool = False) -> str:
+    """The results table: per task and preset, the final test return over seeds with its 95% CI.
+
+    `short` (the README's) leaves out wall-clock, best test and the plot links.
+    """
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["preset"]), []).append(row)
+    head = ["task", "preset", "steps", "seeds", "final test return, mean [95% CI]", "worst seed",
+            "random actions"]
+    if not short:
+        head += ["best test (mean)", "wall-clock per run", "curves"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (task, preset), runs in groups.items():
+        stats = sweepdir.describe([r["final_test_return"] for r in runs])
+        lo, hi = stats["ci95"]
+        worst = min(runs, key=lambda r: r["final_test_return"])
+        cells = [f"`{task}`", f"`{preset}`", f"{max(r['t_env'] for r in runs):,}", str(len(runs)),
+                 f"{stats['mean']:.3g} [{lo:.3g}, {hi:.3g}]",
+                 f"{worst['final_test_return']:.3g} (seed {worst['seed']})", f"{runs[0]['random_return']:.3g}"]
+        if not short:
+            cells += [f"{np.mean([r['best_test_return'] for r in runs]):.3g}",
+                      _minutes(float(np.median([r["wall_s"] for r in runs]))), f"[plot](images/{plot_name(task)})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_name(task: str) -> str:
+    return "learning_" + re.sub(r"[^A-Za-z0-9_-]", "_", task) + ".png"
+
+
+def replace_block(path: Path, block: str) -> None:
+    text = path.read_text()
+    start, end = (text.index(m) for m in MARKERS)
+    write_text_atomic(path, text[: start + len(MARKERS[0])] + "\n" + block + text[end:])
+
+
+def report() -> None:
+    from kqmix.plotting import plot_runs
+
+    rows = read_rows()
+    if not rows:
+        raise SystemExit(f"{LEARNING_JSON} holds no runs; run `collect` first.")
+    block = table(rows)
+    replace_block(DOCS_RESULTS, block)
+    replace_block(README, table(rows, short=True))
+    for task in sorted({r["task"] for r in rows}):
+        seeds = sorted(RUNS.joinpath(task).iterdir(), key=lambda p: int(p.name))
+        random = next(r["random_return"] for r in rows if r["task"] == task)
+        plot_runs(seeds, IMAGES / plot_name(task), baselines={"random actions": random})
+    print(block)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The learning benchmark: collect sweeps, write the results.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("collect", help="rows and copies from sweep directories").add_argument("sweeps", nargs="+")
+    sub.add_parser("report", help="docs/results.md, README table and plots from learning.json")
+    args = parser.parse_args()
+    if args.command == "collect":
+        collect(args.sweeps)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
