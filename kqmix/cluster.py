@@ -2,11 +2,16 @@
 
 Sweeps (`kqmix.sweep`) and Ray-actor rollouts (`kqmix.runner_ray`) both
 connect here. The embedded Ray starts with its dashboard (and jobs API) off
-unless asked for, and then on 127.0.0.1 only: whoever reaches a Ray
-cluster's jobs API runs code on it. Ray's own gRPC ports (GCS, raylet,
-workers) bind to every interface in Ray 2.60 whatever is asked for; Ray
-2.60 protects them with a token for a local cluster (`RAY_AUTH_MODE`), see
-docs/scale-out.md.
+unless asked for, and every port it opens (GCS, raylet, object manager,
+workers, dashboard) listens on 127.0.0.1 only: whoever reaches a Ray
+cluster's ports runs code on it (docs/scale-out.md, "Security").
+
+Ray binds its servers to the loopback interface only when the node's IP is
+127.0.0.1, and on Linux it replaces a requested 127.0.0.1 by the machine's
+routable IP unless `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` is false when `ray`
+is imported (Ray's single-machine mode, the default on macOS and Windows).
+`connect` sets it before importing Ray when it is about to start an
+embedded Ray.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import warnings
 
 from .envs._extras import require
 
+#: Ray's switch between multi-node mode and single-machine mode (all ports on 127.0.0.1), read at `import ray`.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: How long an unreachable address may take to be reported (TCP connect to the head node).
 CONNECT_TIMEOUT_S = 10.0
 
@@ -71,18 +80,19 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     """Joins Ray once per process; returns the `ray` module.
 
     `address` (else `RAY_ADDRESS`) names an existing cluster; without one an
-    embedded local Ray starts, its dashboard off unless `dashboard` (then on
-    127.0.0.1). Ray 2.60's own ports still listen on every interface
-    (docs/scale-out.md, "Security"). Inside a Ray
-    worker (a sweep trial) the process is already connected and nothing
-    happens.
+    embedded local Ray starts with every port on 127.0.0.1 and its dashboard
+    off unless `dashboard`. Inside a Ray worker (a sweep trial) the process
+    is already connected and nothing happens.
     """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    embedded = address in (None, "local")
+    if embedded and "ray" not in sys.modules:
+        os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
     ray = require_ray()
     if ray.is_initialized():
         return ray
-    address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
-    if address and address not in ("auto", "local"):
+    if not embedded and address != "auto":
         check_reachable(address)
         try:
             ray.init(address=address, **quiet)
@@ -94,4 +104,11 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     else:
         os.environ.pop("RAY_ADDRESS", None)  # "local" must not fall back to a cluster
         ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1", **quiet)
+        node_ip = ray.util.get_node_ip_address()
+        if node_ip != "127.0.0.1":
+            warnings.warn(
+                f"The embedded Ray listens on {node_ip} (every interface), not on 127.0.0.1 only: "
+                f"`ray` was imported before kqmix could set {SINGLE_MACHINE_ENV}=0, or it is set to true. "
+                f"Set {SINGLE_MACHINE_ENV}=0 in the environment to keep a local Ray private.",
+                RuntimeWarning, stacklevel=2)
     return ray
