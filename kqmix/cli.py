@@ -130,7 +130,7 @@ def _cmd_sweep(args) -> int:
     from .sweepdir import SweepError, expand, is_sweep, parse_grid, parse_seeds, read_manifest, write_manifest
     from .training import make_envs
 
-    require_ray()  # a missing extra is named before anything else happens
+    require_ray(args.address)  # a missing extra is named before anything else happens
     try:
         if args.resume:
             if args.preset or args.grid or args.overrides or args.out:

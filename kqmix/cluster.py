@@ -34,8 +34,19 @@ class ClusterError(ValueError):
     """The Ray cluster named by an address cannot be reached."""
 
 
-def require_ray():
-    """`ray`, or a `MissingExtraError` naming `pip install 'kqmix[ray]'`."""
+def _resolve(address: str | None) -> str | None:
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def require_ray(address: str | None = None):
+    """`ray`, or a `MissingExtraError` naming `pip install 'kqmix[ray]'`.
+
+    Imports Ray the way `connect(address)` will use it: in single-machine
+    mode when it is to start an embedded Ray (no address) and nothing
+    imported Ray before.
+    """
+    if _resolve(address) in (None, "local") and "ray" not in sys.modules:
+        os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
     require("ray.tune", "ray", "Scale-out (kqmix sweep, rollout_backend=ray)")
     import ray
 
@@ -84,11 +95,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, dashboard: 
     off unless `dashboard`. Inside a Ray worker (a sweep trial) the process
     is already connected and nothing happens.
     """
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = _resolve(address)
     embedded = address in (None, "local")
-    if embedded and "ray" not in sys.modules:
-        os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
-    ray = require_ray()
+    ray = require_ray(address)
     if ray.is_initialized():
         return ray
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="read
 # state of the driver and every process it started (GCS, raylet, workers, agents).
 SCRIPT = textwrap.dedent("""
     import json, os
-    from kqmix.cluster import connect
+    from kqmix.cluster import connect, require_ray
 
     def descendants(root):
         children = {}
@@ -59,6 +59,7 @@ SCRIPT = textwrap.dedent("""
                     found.append([name, states[inode]])
         return found
 
+    require_ray()  # as `kqmix sweep` does: Ray (and Tune) imported first, to name a missing extra
     ray = connect(num_cpus=1)
 
     @ray.remote
