@@ -78,23 +78,23 @@ PRESETS.update({
         epsilon_anneal_time=200_000, test_interval=50_000, test_nepisode=8,
         log_interval=50_000,
     ),
-    # PettingZoo MPE (mpe2), discrete actions, 25-step episodes. In
-    # simple_spread the 25-step limit is part of the task (the return is the
-    # 25-step sum), so the last step is terminal: bootstrapping there left a
-    # component of Q_tot that no TD error constrains, which grew along
-    # trajectories of agents drifting away and collapsed some seeds
+    # PettingZoo MPE (mpe2), discrete actions, 25-step episodes. In every MPE
+    # task the 25-step limit is part of the task (the return is the 25-step
+    # sum), so the last step is terminal: bootstrapping there left a component
+    # of Q_tot that no TD error constrains, which grew along trajectories of
+    # agents drifting away and collapsed some simple_spread seeds
     # (docs/environments.md, "MPE simple_spread").
     "mpe_spread": dict(
         KQMIX_QMIX, env="pettingzoo", env_key="mpe2.simple_spread_v3", t_max=2_000_000,
         bootstrap_truncated=False, test_interval=20_000, test_nepisode=32, log_interval=20_000,
     ),
     "mpe_speaker_listener": dict(
-        KQMIX_QMIX, env="pettingzoo", env_key="mpe2.simple_speaker_listener_v4",
-        t_max=2_000_000, test_interval=20_000, test_nepisode=32, log_interval=20_000,
+        KQMIX_QMIX, env="pettingzoo", env_key="mpe2.simple_speaker_listener_v4", t_max=2_000_000,
+        bootstrap_truncated=False, test_interval=20_000, test_nepisode=32, log_interval=20_000,
     ),
     "mpe_reference": dict(
-        KQMIX_QMIX, env="pettingzoo", env_key="mpe2.simple_reference_v3",
-        t_max=2_000_000, test_interval=20_000, test_nepisode=32, log_interval=20_000,
+        KQMIX_QMIX, env="pettingzoo", env_key="mpe2.simple_reference_v3", t_max=2_000_000,
+        bootstrap_truncated=False, test_interval=20_000, test_nepisode=32, log_interval=20_000,
     ),
     # SMAX (JaxMARL), the SMAC-like scenarios without StarCraft II; last
     # action in the input as in SMAC's pymarl setup.
