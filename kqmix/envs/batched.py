@@ -179,6 +179,8 @@ class CheckedBatchedEnv(BatchedEnv):
 
     def step(self, actions, active) -> BatchStep:
         m, n = self.n_envs, self.info.n_agents
+        if self._avail is None:
+            raise EnvContractError(f"{self.name}: step() before reset().")
         acts, active = np.asarray(actions), np.asarray(active, bool)
         if acts.shape != (m, n):
             raise EnvContractError(f"{self.name} at step {self._t}: actions have shape {acts.shape}; expected {(m, n)}.")
