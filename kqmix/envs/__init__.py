@@ -22,9 +22,9 @@
 
 `make_batched_env(name, key, n_envs)` builds M environments behind the
 batched interface the runner steps (`kqmix.envs.batched`): one vectorised
-environment where the registry has a batched factory (`jaxmarl`), otherwise
-M environments from `make_env` in an `EnvList`; either way checked by
-`CheckedBatchedEnv`.
+environment where the registry has a batched factory (`jaxmarl`), checked
+by `CheckedBatchedEnv`, otherwise M environments from `make_env` (each a
+`CheckedEnv`) in an `EnvList`.
 
 Every key of the last four may carry keyword arguments for the environment's
 constructor: `ID:name=value,name=value` (e.g. `mpe2.simple_spread_v3:N=4`).
@@ -154,7 +154,7 @@ def make_env(name: str, key: str = "") -> CheckedEnv:
     return env if isinstance(env, CheckedEnv) else CheckedEnv(env, name=label)
 
 
-def make_batched_env(name: str, key: str = "", n_envs: int = 1) -> CheckedBatchedEnv:
+def make_batched_env(name: str, key: str = "", n_envs: int = 1) -> BatchedEnv:
     """M = `n_envs` environments `name` (with its `key`) behind the batched interface, checked."""
     _check_name(name)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
@@ -162,4 +162,4 @@ def make_batched_env(name: str, key: str = "", n_envs: int = 1) -> CheckedBatche
     label = f"{name}:{key}" if key else name
     if name in BATCHED_REGISTRY:
         return CheckedBatchedEnv(BATCHED_REGISTRY[name](key, n_envs), name=label)
-    return CheckedBatchedEnv(EnvList([make_env(name, key) for _ in range(n_envs)]), name=label)
+    return EnvList([make_env(name, key) for _ in range(n_envs)])  # each one a CheckedEnv already
