@@ -134,6 +134,8 @@ def build_metadata(loaded, name: str, sizes: dict, opset: int) -> dict:
         },
         "evaluation": {
             "test_return_mean": run.get("test_return_mean"),
+            # Only environments that report wins (SMAX) have a win rate.
+            **({"test_win_rate": run["test_win_rate"]} if run.get("test_win_rate") is not None else {}),
             "policy": "greedy",
             "episodes": loaded.config.test_nepisode,
         },

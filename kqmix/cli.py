@@ -105,7 +105,9 @@ def _cmd_evaluate(args) -> int:
         f"{report['episodes']} greedy episodes on {report['env']}"
         f"{':' + report['env_key'] if report['env_key'] else ''}: "
         f"return {report['return_mean']:.4g} ± {report['return_std']:.4g}"
-        f" (min {report['return_min']:.4g}, max {report['return_max']:.4g}). Report: {report['report_path']}"
+        f" (min {report['return_min']:.4g}, max {report['return_max']:.4g})"
+        + (f", win rate {report['win_rate']:.1%}" if "win_rate" in report else "")
+        + f". Report: {report['report_path']}"
     )
     return 0
 

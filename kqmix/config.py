@@ -33,7 +33,7 @@ class Config:
     t_max: int = 20_000
     """Environment steps (summed over parallel environments) to train for."""
     batch_size_run: int = 1
-    """Environments stepped in lockstep by the runner."""
+    """Environments stepped in lockstep by the runner (M; with `env=jaxmarl`, in one vectorised call)."""
     env_workers: int = 0
     """Worker processes for the training environments (0 = step them in this process)."""
     rollout_backend: str = "local"
@@ -155,6 +155,11 @@ class Config:
             need(self.ray_actors <= self.batch_size_run, "ray_actors",
                  f"at most batch_size_run={self.batch_size_run} (each actor steps at least one environment)")
             need(self.env_workers == 0, "env_workers", "0 with rollout_backend='ray' (the actors are the workers)")
+        if self.env == "jaxmarl":
+            # All batch_size_run environments step in one vectorised call in this process.
+            need(self.env_workers == 0, "env_workers", "0 with env='jaxmarl' (its environments step in one vectorised call)")
+            need(self.rollout_backend == "local", "rollout_backend",
+                 "'local' with env='jaxmarl' (its environments step in one vectorised call)")
         need(self.distribute in ("none", "mirrored"), "distribute", "'none' or 'mirrored'")
         need(self.mixer in ("qmix", "vdn"), "mixer", "'qmix' or 'vdn'")
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")

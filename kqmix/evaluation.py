@@ -3,8 +3,9 @@
 * `episode_seeds(seed, stream, k, m)` - the environment seeds of the k-th
   batch of M episodes of one stream; training, its greedy tests and
   `kqmix evaluate` each have their own stream of the run's seed;
-* `greedy_returns(runner, n, seed, stream)` - greedy returns over a `Runner`
-  (the training loop's tests);
+* `greedy_episodes(runner, n, seed, stream)` - greedy returns (and wins, where
+  the environment reports them) over a `Runner` (the training loop's tests);
+  `greedy_returns` the returns alone;
 * `random_returns(env, env_key, n)` - the same test episodes played with
   uniformly random available actions: the baseline results are compared with;
 * `evaluate_path(path)` - `kqmix evaluate` of a run directory or an exported
@@ -38,17 +39,26 @@ def episode_seeds(seed: int, stream: int, k: int, m: int) -> list[int]:
     return [int(x) for x in np.random.SeedSequence([seed, stream, k]).generate_state(m)]
 
 
-def greedy_returns(runner, n_episodes: int, seed: int, stream: int, first_batch: int = 0) -> np.ndarray:
-    """Greedy returns of `n_episodes` episodes (rounded up to whole batches of the runner's M).
+def greedy_episodes(runner, n_episodes: int, seed: int, stream: int, first_batch: int = 0):
+    """`(returns (n,), won (n,) or None)` of `n_episodes` greedy episodes (played in whole batches of
+    the runner's M); `won` (1.0 = won) where the environment reports wins (SMAX), else None.
 
     Batch k of the runner plays the seeds `episode_seeds(seed, stream, first_batch + k, M)`.
     """
-    returns, k = [], 0
+    returns, won, k = [], [], 0
     while len(returns) < n_episodes:
         _, stats = runner.run(greedy=True, seeds=episode_seeds(seed, stream, first_batch + k, runner.n_envs))
         returns.extend(stats.returns.tolist())
+        if stats.won is not None:
+            won.extend(stats.won.tolist())
         k += 1
-    return np.asarray(returns[:n_episodes])
+    wins = np.asarray(won[:n_episodes], np.float64) if len(won) >= n_episodes else None
+    return np.asarray(returns[:n_episodes]), wins
+
+
+def greedy_returns(runner, n_episodes: int, seed: int, stream: int, first_batch: int = 0) -> np.ndarray:
+    """Greedy returns of `n_episodes` episodes (see `greedy_episodes`)."""
+    return greedy_episodes(runner, n_episodes, seed, stream, first_batch)[0]
 
 
 def random_returns(env: str, env_key: str | None, n_episodes: int = 100, seed: int = 0, stream: int = TEST_STREAM) -> np.ndarray:
@@ -147,7 +157,10 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
     if render and not callable(renderer):
         raise EvaluationError(f"Environment {env_name!r} cannot render.")
 
-    returns = []
+    from .envs.batched import WON_KEY
+
+    reports_wins = bool(getattr(env.unwrapped, "reports_wins", False))
+    returns, wins = [], []
     for k in range(episodes):
         (episode_seed,) = episode_seeds(seed, EVAL_STREAM, k, 1)
         obs, state, avail = env.reset(seed=episode_seed)
@@ -155,12 +168,13 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         total, done = 0.0, False
         while not done:
             actions = agents.act(obs, avail)
-            obs, state, avail, reward, terminated, truncated, _ = env.step(np.asarray(actions, np.int64))
+            obs, state, avail, reward, terminated, truncated, info = env.step(np.asarray(actions, np.int64))
             total += reward
             if renderer is not None:
                 renderer()
             done = terminated or truncated
         returns.append(total)
+        wins.append(float(bool((info or {}).get(WON_KEY, False))))
     returns = np.asarray(returns)
     if report_path is None:
         report_path = (path if source == "run" else Path()) / rundir.EVALUATION_FILE
@@ -169,6 +183,7 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         "episodes": episodes, "seed": seed, "policy": "greedy",
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "return_min": float(returns.min()), "return_max": float(returns.max()),
+        **({"win_rate": float(np.mean(wins))} if reports_wins else {}),
         "returns": returns.tolist(), **extra, "report_path": str(report_path),
     }
     write_json_atomic(report_path, report)

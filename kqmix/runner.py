@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch import episode_arrays
-from .envs.vector import reset_envs, step_envs
+from .envs.batched import BatchedEnv, as_batched
 from .masks import widen_masks
 
 
@@ -28,6 +28,7 @@ class RolloutStats:
 
     returns: np.ndarray  # (M,)
     lengths: np.ndarray  # (M,)
+    won: np.ndarray | None = None  # (M,) 1.0 = won, where the environment reports wins (SMAX)
 
     @property
     def steps(self) -> int:
@@ -37,11 +38,15 @@ class RolloutStats:
 class Runner:
     """Runs one episode in each of M environments at once.
 
-    With the proxies of one `kqmix.envs.vector.SubprocessVecEnv`, all active
-    environments step in their worker processes at the same time.
+    The environments are one batched environment (`kqmix.envs.batched`): a
+    vectorised one (`kqmix.envs.jax_vec`, one call per timestep for all M) or
+    a list of contract environments, which is wrapped in an `EnvList` (with
+    the proxies of one `kqmix.envs.vector.SubprocessVecEnv`, the active
+    environments step in their worker processes at the same time). Acting is
+    one batched policy call per timestep either way.
 
     Args:
-        envs: M environments implementing the kqmix contract (same sizes).
+        envs: a `BatchedEnv`, or M environments implementing the kqmix contract (same sizes).
         policy: a `NumpyAgentPolicy` (or anything with its `step`/`greedy`/
             `epsilon_greedy` interface).
         seed: seeds the environments (environment i gets `seed + i` at its
@@ -49,14 +54,10 @@ class Runner:
     """
 
     def __init__(self, envs, policy, seed: int = 0):
-        if not envs:
+        if not isinstance(envs, BatchedEnv) and not envs:
             raise ValueError("Runner needs at least one environment.")
-        self.envs = list(envs)
-        first = self.envs[0].info
-        for i, env in enumerate(self.envs[1:], start=1):
-            if env.info != first:
-                raise ValueError(f"Environment {i} has sizes {env.info}; environment 0 has {first}.")
-        self.info = first
+        self.envs = as_batched(envs)
+        self.info = self.envs.info
         self.policy = policy
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -64,7 +65,7 @@ class Runner:
 
     @property
     def n_envs(self) -> int:
-        return len(self.envs)
+        return self.envs.n_envs
 
     def _reset_all(self, seeds=None):
         if seeds is None:
@@ -72,7 +73,7 @@ class Runner:
         elif len(seeds) != self.n_envs:
             raise ValueError(f"run() got {len(seeds)} seeds for {self.n_envs} environments.")
         self._seeded = True
-        return reset_envs(self.envs, seeds)
+        return self.envs.reset(seeds)
 
     def run(self, epsilon: float = 0.0, greedy: bool = False, seeds=None):
         """Collects one episode per environment.
@@ -88,8 +89,8 @@ class Runner:
         ep = episode_arrays(info, m)
         returns = np.zeros(m, np.float64)
         lengths = np.zeros(m, np.int64)
-        for i, (obs, state, avail) in enumerate(self._reset_all(seeds)):
-            ep["obs"][i, 0], ep["state"][i, 0], ep["avail_actions"][i, 0] = obs, state, avail
+        won = np.zeros(m, np.float32) if self.envs.reports_wins else None
+        ep["obs"][:, 0], ep["state"][:, 0], ep["avail_actions"][:, 0] = self._reset_all(seeds)
         agent_id = np.tile(np.arange(n, dtype=np.int32), m)  # (M*N,)
         last_action = np.full(m * n, -1, np.int32)
         hidden = self.policy.initial_hidden(m * n)
@@ -97,7 +98,7 @@ class Runner:
         for t in range(info.episode_limit):
             obs = ep["obs"][:, t].reshape(m * n, -1)
             avail = ep["avail_actions"][:, t].reshape(m * n, -1)
-            # Finished environments ride along; their actions are never sent.
+            # Finished environments ride along; their actions are ignored.
             avail = widen_masks(avail, rows=~np.repeat(active, n))  # (M*N, A)
             q, hidden = self.policy.step(obs, agent_id, last_action, hidden)
             if greedy:
@@ -106,21 +107,21 @@ class Runner:
                 actions = self.policy.epsilon_greedy(q, avail, epsilon, self.rng)
             last_action = actions
             actions = actions.reshape(m, n)
-            # Environments of one worker pool step in a single batched call.
-            idx = np.flatnonzero(active)
-            results = step_envs(self.envs, idx, actions[idx])
-            for i, (obs_i, state_i, avail_i, reward, terminated, truncated, _) in zip(idx, results):
-                ep["actions"][i, t] = actions[i]
-                ep["reward"][i, t] = reward
-                ep["terminated"][i, t] = float(terminated)
-                ep["filled"][i, t] = 1.0
-                ep["obs"][i, t + 1], ep["state"][i, t + 1] = obs_i, state_i
-                ep["avail_actions"][i, t + 1] = avail_i
-                returns[i] += reward
-                lengths[i] += 1
-                # Reaching the episode limit is a truncation: it bootstraps.
-                if terminated or truncated or t + 1 == info.episode_limit:
-                    active[i] = False
+            out = self.envs.step(actions, active)  # one call for all M
+            i = np.flatnonzero(active)
+            ep["actions"][i, t] = actions[i]
+            ep["reward"][i, t] = out.reward[i]
+            ep["terminated"][i, t] = out.terminated[i]
+            ep["filled"][i, t] = 1.0
+            ep["obs"][i, t + 1], ep["state"][i, t + 1] = out.obs[i], out.state[i]
+            ep["avail_actions"][i, t + 1] = out.avail_actions[i]
+            returns[i] += out.reward[i]
+            lengths[i] += 1
+            # Reaching the episode limit is a truncation: it bootstraps.
+            ended = out.terminated | out.truncated | (t + 1 == info.episode_limit)
+            if won is not None:
+                won[i] = np.where(ended[i], out.won[i], won[i])
+            active &= ~ended
             if not active.any():
                 break
-        return ep, RolloutStats(returns=returns, lengths=lengths)
+        return ep, RolloutStats(returns=returns, lengths=lengths, won=won)

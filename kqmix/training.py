@@ -22,7 +22,7 @@ from . import __version__
 from . import checkpoint as ckpt
 from . import rundir
 from .config import Config, ConfigError
-from .evaluation import TEST_STREAM, TRAIN_STREAM, episode_seeds, greedy_returns
+from .evaluation import TEST_STREAM, TRAIN_STREAM, episode_seeds, greedy_episodes
 from .provenance import source_revision
 
 
@@ -57,6 +57,7 @@ class LoopState:
     last_test: int | None = None
     last_ckpt: int = 0
     test_mean: float | None = None
+    test_win_rate: float | None = None  # of the last greedy test, where the environment reports wins
     best_test: float | None = None  # the best greedy test so far
     best_checkpoint: str | None = None  # the checkpoint kept for its test return (never pruned)
     best_checkpoint_test: float | None = None  # that checkpoint's test return
@@ -92,6 +93,17 @@ def make_envs(config: Config, count: int) -> list:
         raise ConfigError(f"Invalid environment (env={config.env!r}, env_key={config.env_key!r}): {exc}") from None
 
 
+def make_batched(config: Config, count: int):
+    """`count` in-process environments behind the batched interface the runner steps
+    (one vectorised environment for `env=jaxmarl`); a bad `env` / `env_key` is a `ConfigError`."""
+    from .envs import make_batched_env
+
+    try:
+        return make_batched_env(config.env, config.env_key, count)
+    except ValueError as exc:
+        raise ConfigError(f"Invalid environment (env={config.env!r}, env_key={config.env_key!r}): {exc}") from None
+
+
 class Trainer:
     """The parts of one run (environments, learner, buffer, runners, RNGs) and its `LoopState`."""
 
@@ -103,8 +115,8 @@ class Trainer:
 
         self.config, self.run_dir, m = config, run_dir, config.batch_size_run
         self._cleanup = contextlib.ExitStack()
-        test_envs = make_envs(config, m)
-        info = test_envs[0].info
+        test_envs = make_batched(config, m)
+        info = test_envs.info
         self.learner = QLearner(info, config)
         self.policy = NumpyAgentPolicy(self.learner.agent)
         if config.rollout_backend == "ray":
@@ -119,7 +131,7 @@ class Trainer:
             self._cleanup.callback(vec.close)
             self.runner = Runner(vec.envs, self.policy, seed=config.seed)
         else:
-            self.runner = Runner(make_envs(config, m), self.policy, seed=config.seed)
+            self.runner = Runner(make_batched(config, m), self.policy, seed=config.seed)
         self.test_runner = Runner(test_envs, self.policy, seed=config.seed)
         self.buffer = EpisodeBuffer(info, config.buffer_size)
         self.epsilon = LinearEpsilon(config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_time)
@@ -165,9 +177,10 @@ class Trainer:
         c, s = self.config, self.state
         s.last_test = s.t_env
         if c.test_nepisode:
-            returns = greedy_returns(self.test_runner, c.test_nepisode, c.seed, TEST_STREAM, s.test_batches)
+            returns, won = greedy_episodes(self.test_runner, c.test_nepisode, c.seed, TEST_STREAM, s.test_batches)
             s.test_batches += -(-c.test_nepisode // c.batch_size_run)
             s.test_mean = float(returns.mean())
+            s.test_win_rate = float(won.mean()) if won is not None else None
             if s.best_test is None or s.test_mean > s.best_test:
                 s.best_test = s.test_mean
 
@@ -177,10 +190,13 @@ class Trainer:
         s.last_log = s.t_env
         elapsed = self.elapsed()
         recent, s.recent_returns = s.recent_returns, []
+        # Environments that report wins (SMAX) add the greedy test win rate next to the return.
+        wins = {"test_win_rate": s.test_win_rate} if self.test_runner.envs.reports_wins else {}
         return {
             "t_env": s.t_env, "episode": s.episodes, "train_steps": s.train_steps,
             "return_mean": float(np.mean(recent)) if recent else None,
-            "test_return_mean": s.test_mean, "test_t_env": s.last_test if s.test_mean is not None else None,
+            "test_return_mean": s.test_mean, **wins,
+            "test_t_env": s.last_test if s.test_mean is not None else None,
             "epsilon": eps,
             **s.last_metrics,
             "steps_per_sec": s.t_env / max(elapsed, 1e-9), "time": elapsed,
@@ -223,6 +239,7 @@ class Trainer:
         s = self.state
         return {"t_env": s.t_env, "episodes": s.episodes, "train_steps": s.train_steps,
                 "test_return_mean": s.test_mean, "best_test_return_mean": s.best_test,
+                **({"test_win_rate": s.test_win_rate} if s.test_win_rate is not None else {}),
                 "kqmix_version": __version__, "kqmix_revisions": s.revisions, "preset": preset}
 
 
@@ -262,7 +279,8 @@ def _progress(quiet: bool):
 
 def _status(row: dict) -> str:
     status = f"return {row['return_mean']:.3g}" if row["return_mean"] is not None else ""
-    return status + (f"  test {row['test_return_mean']:.3g}" if row["test_return_mean"] is not None else "")
+    status += f"  test {row['test_return_mean']:.3g}" if row["test_return_mean"] is not None else ""
+    return status + (f"  won {row['test_win_rate']:.0%}" if row.get("test_win_rate") is not None else "")
 
 
 @contextlib.contextmanager

@@ -15,7 +15,16 @@
   `key` is its module path, e.g. `mpe2.simple_spread_v3`
   (`pip install 'kqmix[mpe]'`; see `kqmix.envs.pettingzoo`);
 * `smax` - SMAX from JaxMARL (`pip install 'kqmix[smax]'`); `key` is a
-  scenario name such as `3m` (see `kqmix.envs.smax`).
+  scenario name such as `3m` (see `kqmix.envs.smax`);
+* `jaxmarl` - JaxMARL environments stepped M at a time in one jit-compiled
+  call (`pip install 'kqmix[smax]'`); `key` is `smax:SCENARIO` or `mpe:NAME`,
+  e.g. `smax:3m`, `mpe:simple_spread_v3` (see `kqmix.envs.jax_vec`).
+
+`make_batched_env(name, key, n_envs)` builds M environments behind the
+batched interface the runner steps (`kqmix.envs.batched`): one vectorised
+environment where the registry has a batched factory (`jaxmarl`), checked
+by `CheckedBatchedEnv`, otherwise M environments from `make_env` (each a
+`CheckedEnv`) in an `EnvList`.
 
 Every key of the last four may carry keyword arguments for the environment's
 constructor: `ID:name=value,name=value` (e.g. `mpe2.simple_spread_v3:N=4`).
@@ -28,17 +37,23 @@ import difflib
 from typing import Callable
 
 from .base import CheckedEnv, EnvContractError, EnvInfo, MultiAgentEnv
+from .batched import BatchedEnv, CheckedBatchedEnv, EnvList
 from .matrix import CLIMBING, NON_MONOTONIC, MatrixGame, TwoStepGame, penalty_payoff
 
 __all__ = [
+    "BatchedEnv",
+    "CheckedBatchedEnv",
     "CheckedEnv",
+    "EnvList",
     "EnvContractError",
     "EnvInfo",
     "MatrixGame",
     "MultiAgentEnv",
     "TwoStepGame",
+    "make_batched_env",
     "make_env",
     "register_env",
+    "BATCHED_REGISTRY",
     "ENV_REGISTRY",
 ]
 
@@ -89,6 +104,18 @@ def _make_smax(key: str) -> MultiAgentEnv:
     return make_smax(key)
 
 
+def _make_jaxmarl(key: str) -> MultiAgentEnv:
+    from .jax_vec import make_jaxmarl
+
+    return make_jaxmarl(key)
+
+
+def _make_jaxmarl_batched(key: str, n_envs: int):
+    from .jax_vec import make_jaxmarl_batched
+
+    return make_jaxmarl_batched(key, n_envs)
+
+
 ENV_REGISTRY: dict[str, Callable[[str], MultiAgentEnv]] = {
     "two_step": _make_two_step,
     "matrix": _make_matrix,
@@ -96,6 +123,12 @@ ENV_REGISTRY: dict[str, Callable[[str], MultiAgentEnv]] = {
     "rware": _make_rware,
     "pettingzoo": _make_pettingzoo,
     "smax": _make_smax,
+    "jaxmarl": _make_jaxmarl,
+}
+
+#: Environments that step M copies in one call: `factory(env_key, n_envs) -> BatchedEnv`.
+BATCHED_REGISTRY: dict[str, Callable] = {
+    "jaxmarl": _make_jaxmarl_batched,
 }
 
 
@@ -104,14 +137,29 @@ def register_env(name: str, factory: Callable[[str], MultiAgentEnv]) -> None:
     ENV_REGISTRY[name] = factory
 
 
-def make_env(name: str, key: str = "") -> CheckedEnv:
-    """Builds the environment `name` (with its `key`), wrapped in `CheckedEnv`."""
+def _check_name(name: str) -> None:
     if name not in ENV_REGISTRY:
         close = difflib.get_close_matches(name, list(ENV_REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(
             f"Unknown environment {name!r}. Known: {sorted(ENV_REGISTRY)}.{hint}"
         )
+
+
+def make_env(name: str, key: str = "") -> CheckedEnv:
+    """Builds the environment `name` (with its `key`), wrapped in `CheckedEnv`."""
+    _check_name(name)
     env = ENV_REGISTRY[name](key)
     label = f"{name}:{key}" if key else name
     return env if isinstance(env, CheckedEnv) else CheckedEnv(env, name=label)
+
+
+def make_batched_env(name: str, key: str = "", n_envs: int = 1) -> BatchedEnv:
+    """M = `n_envs` environments `name` (with its `key`) behind the batched interface, checked."""
+    _check_name(name)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ValueError(f"`n_envs` must be an integer >= 1. Received: n_envs={n_envs!r}")
+    label = f"{name}:{key}" if key else name
+    if name in BATCHED_REGISTRY:
+        return CheckedBatchedEnv(BATCHED_REGISTRY[name](key, n_envs), name=label)
+    return EnvList([make_env(name, key) for _ in range(n_envs)])  # each one a CheckedEnv already

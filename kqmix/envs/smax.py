@@ -17,6 +17,11 @@ environment (`3m:max_steps=200`). The enemy team is JaxMARL's heuristic AI
   stay on SMAC's scale.
 * **terminated / truncated**: the episode ends when a team is eliminated
   (*terminated*) or at `max_steps` (*truncated*).
+* **info["battle_won"]**: on an episode's last step, whether every enemy is
+  dead and an ally alive (SMAX's won-battle condition; both dead is a draw).
+
+For many environments at once, `jaxmarl` with key `smax:SCENARIO`
+(`kqmix.envs.jax_vec`) steps them all in one jit-compiled call.
 
 The environment runs JAX on the CPU one step at a time (jit-compiled
 `step_env` without auto-reset); each call costs a JAX dispatch, so SMAX is
@@ -34,6 +39,8 @@ from .base import MultiAgentEnv
 
 class SMAXEnv(MultiAgentEnv):
     """SMAX adapter. Args: `scenario` name and keywords for `HeuristicEnemySMAX`."""
+
+    reports_wins = True
 
     def __init__(self, scenario: str = "3m", **kwargs):
         jax = require("jax", "smax", "SMAX")
@@ -95,8 +102,12 @@ class SMAXEnv(MultiAgentEnv):
         done = bool(dones["__all__"])
         truncated = (done or self._t >= self.episode_limit) and self._t >= self.episode_limit
         terminated = done and not truncated
-        return (*self._observe(obs, self._state), reward, terminated, truncated,
-                {k: np.asarray(v) for k, v in info.items()})
+        info = {k: np.asarray(v) for k, v in info.items()}
+        if done or truncated:
+            alive = np.asarray(self._state.state.unit_alive)  # allies first, then enemies
+            allies, enemies = alive[: self._env.num_allies], alive[self._env.num_allies:]
+            info["battle_won"] = bool(not enemies.any() and allies.any())
+        return (*self._observe(obs, self._state), reward, terminated, truncated, info)
 
 
 def make_smax(key: str) -> SMAXEnv:
