@@ -1,15 +1,14 @@
-"""The agent's GRU over whole sequences, computed in few ops per timestep (for CPUs).
+"""The agent's GRU over whole sequences with a hand-written backward pass (for CPUs).
 
 `gru_sequence` is `keras.layers.GRU` with the settings `RNNAgent` uses
 (reset_after=True, tanh, sigmoid, zero initial state, gate order z, r, h) on
-the same weights, reorganised for a CPU, where a Keras RNN's cost is mostly
-per-op dispatch, ~T * (ops per step), not arithmetic:
+the same weights, with the forward pass of Keras's GRUCell. What differs is
+the gradient: autodiff through a Keras RNN costs four matmuls per step (the
+input, recurrent and both weight gradients) plus slicing gradients; here
 
-* the input projection `x @ W + b_x` of every timestep is one matmul before the loop;
-* the loop does `h @ U + b_h` and the gate arithmetic, and keeps only the hidden states;
-* the backward pass (`tf.custom_gradient`) recomputes the gates of all steps at
-  once from the stored states, runs one matmul per step back through time,
-  and forms the weight gradients after the loop as single matmuls over all steps.
+* the forward loop also keeps each step's gates (z, r, h~ and h @ U_h + b_h);
+* the backward loop does the gate arithmetic and one matmul per step (dL/dh_{t-1});
+* the weight gradients and dL/dx are single matmuls over all steps after the loop.
 
 On a GPU the Keras layer (cuDNN) is faster; `resolve_recurrence` picks.
 Shape legend as in `kqmix.layers`; M is any batch of sequences (B*N agents).
