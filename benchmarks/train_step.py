@@ -4,7 +4,10 @@ Synthetic batches at the SMAC 3m and 8m shapes (batch 32 episodes, double-Q,
 hypernet layers 2, last action and agent id in the agent input), the
 settings of the pymarl reference figures.
 
-    python benchmarks/train_step.py [--repeats 50] [--jit] [--shapes 3m 8m]
+    python benchmarks/train_step.py [--repeats 50] [--jit] [--shapes 3m 8m] [--recurrence keras fused]
+
+With several `--recurrence` values the updates alternate between them, one
+at a time, so that machine noise hits each alike.
 """
 
 from __future__ import annotations
@@ -51,12 +54,18 @@ def synthetic_batch(info: EnvInfo, batch_size: int, rng) -> dict:
 
 
 def median_ms(fn, repeats: int) -> float:
-    times = []
+    return interleaved_median_ms({None: fn}, repeats)[None]
+
+
+def interleaved_median_ms(fns: dict, repeats: int) -> dict:
+    """Median ms of each function, calling them in turn `repeats` times."""
+    times = {key: [] for key in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {key: float(np.median(t) * 1e3) for key, t in times.items()}
 
 
 def main():
@@ -65,23 +74,27 @@ def main():
     parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
                         help="compile the train step with XLA (default on)")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--recurrence", nargs="+", default=["auto"], choices=["auto", "keras", "fused"],
+                        help="Config.recurrence of the agents (several: timed alternately)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     table = Table(title="kqmix: one training update (batch 32) and one action selection")
-    for col in ("shape", "N/A/O/S/T", "update ms (median)", "pymarl ref ms", "act µs (1 env)"):
+    for col in ("shape", "N/A/O/S/T", "recurrence", "update ms (median)", "pymarl ref ms", "act µs (1 env)"):
         table.add_column(col, justify="right")
     for name in args.shapes:
         info = SHAPES[name]
-        config = Config(batch_size=32, double_q=True, hypernet_layers=2, obs_agent_id=True,
-                        obs_last_action=True, jit_compile=args.jit)
-        learner = QLearner(info, config)
         batch = {k: tf.constant(v) for k, v in synthetic_batch(info, 32, rng).items()}
         episode = tf.constant(1, tf.int64)
-        step = lambda: learner.train_step(batch, episode)["loss"].numpy()  # noqa: E731
-        for _ in range(3):  # trace, compile, warm up
-            step()
-        update_ms = median_ms(step, args.repeats)
+        steps = {}
+        for recurrence in args.recurrence:
+            config = Config(batch_size=32, double_q=True, hypernet_layers=2, obs_agent_id=True,
+                            obs_last_action=True, jit_compile=args.jit, recurrence=recurrence)
+            learner = QLearner(info, config)
+            steps[recurrence] = lambda learner=learner: learner.train_step(batch, episode)["loss"].numpy()
+            for _ in range(3):  # trace, compile, warm up
+                steps[recurrence]()
+        update_ms = interleaved_median_ms(steps, args.repeats)
 
         policy = NumpyAgentPolicy(learner.agent)
         n = info.n_agents
@@ -95,13 +108,15 @@ def main():
             state["last"] = policy.epsilon_greedy(q, avail, 0.05, rng)
 
         act_us = median_ms(act, 2000) * 1e3
-        table.add_row(
-            name,
-            f"{n}/{info.n_actions}/{info.obs_dim}/{info.state_dim}/{info.episode_limit}",
-            f"{update_ms:.1f}",
-            f"{REFERENCE_MS[name]:.0f}",
-            f"{act_us:.0f}",
-        )
+        for recurrence, ms in update_ms.items():
+            table.add_row(
+                name,
+                f"{n}/{info.n_actions}/{info.obs_dim}/{info.state_dim}/{info.episode_limit}",
+                recurrence,
+                f"{ms:.1f}",
+                f"{REFERENCE_MS[name]:.0f}",
+                f"{act_us:.0f}",
+            )
     console = Console()
     console.print(table)
     console.print(

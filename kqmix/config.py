@@ -56,6 +56,10 @@ class Config:
     """Append the agent-index one-hot to each agent's input."""
     obs_last_action: bool = True
     """Append the last-action one-hot to each agent's input."""
+    recurrence: str = "auto"
+    """How the training update runs the agents' GRU over episodes: `keras` (the Keras GRU layer, cuDNN on a
+    GPU), `fused` (the same function of the same weights in fewer ops, faster on a CPU) or `auto` (`keras`
+    when a GPU is visible, else `fused`). Weights, checkpoints and exports are the same either way."""
 
     # --- learning --------------------------------------------------------
     optimizer: str = "rmsprop"
@@ -161,6 +165,7 @@ class Config:
             need(self.rollout_backend == "local", "rollout_backend",
                  "'local' with env='jaxmarl' (its environments step in one vectorised call)")
         need(self.distribute in ("none", "mirrored"), "distribute", "'none' or 'mirrored'")
+        need(self.recurrence in ("auto", "keras", "fused"), "recurrence", "'auto', 'keras' or 'fused'")
         need(self.mixer in ("qmix", "vdn"), "mixer", "'qmix' or 'vdn'")
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")

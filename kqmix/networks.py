@@ -32,6 +32,7 @@ def agent_from_config(info, config, name="agent") -> RNNAgent:
         hidden_dim=config.rnn_hidden_dim,
         use_agent_id=config.obs_agent_id,
         use_last_action=config.obs_last_action,
+        recurrence=config.recurrence,
         dtype="mixed_float16" if config.mixed_precision else None,
         name=name,
     )
