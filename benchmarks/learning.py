@@ -144,6 +144,19 @@ def table(rows, short: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def runs_table(rows) -> str:
+    """One line per run: its seed, final and best test return, wall-clock and commit."""
+    head = ["task", "seed", "steps", "final test return", "best test return", "wall-clock", "commit"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        commits = r["kqmix_commit"] if isinstance(r["kqmix_commit"], list) else [r["kqmix_commit"]]
+        lines.append("| " + " | ".join([
+            f"`{r['task']}`", str(r["seed"]), f"{r['t_env']:,}", f"{r['final_test_return']:.4g}",
+            f"{r['best_test_return']:.4g}", _minutes(r["wall_s"]), ", ".join(f"`{(c or 'unknown')[:10]}`" for c in commits),
+        ]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_name(task: str) -> str:
     return "learning_" + re.sub(r"[^A-Za-z0-9_-]", "_", task) + ".png"
 
@@ -161,7 +174,7 @@ def report() -> None:
     if not rows:
         raise SystemExit(f"{LEARNING_JSON} holds no runs; run `collect` first.")
     block = table(rows)
-    replace_block(DOCS_RESULTS, block)
+    replace_block(DOCS_RESULTS, block + "\nEvery run:\n\n" + runs_table(rows))
     replace_block(README, table(rows, short=True))
     for task in sorted({r["task"] for r in rows}):
         seeds = sorted(RUNS.joinpath(task).iterdir(), key=lambda p: int(p.name))

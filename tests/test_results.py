@@ -1,0 +1,52 @@
+"""benchmarks/results/learning.json: every row agrees with the run files it was copied with."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kqmix.evaluation import random_returns
+
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+ROWS = json.loads((RESULTS / "learning.json").read_text())["runs"]
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['task']}-{r['seed']}")
+def test_row_matches_its_run_files(row):
+    run = RESULTS / "runs" / row["task"] / str(row["seed"])
+    metrics = lines(run / "metrics.jsonl")
+    config = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "run.json").read_text())
+    # Each greedy test once, by the step it was played at.
+    tests = dict((m["test_t_env"], m["test_return_mean"]) for m in metrics if m["test_return_mean"] is not None)
+    values = [tests[t] for t in sorted(tests)]
+    assert row["final_test_return"] == pytest.approx(np.mean(values[-3:]), rel=1e-12)
+    assert row["best_test_return"] == max(values)
+    assert row["t_env"] == summary["t_env"] == metrics[-1]["t_env"] >= config["t_max"]
+    assert row["wall_s"] == metrics[-1]["time"]
+    assert (config["seed"], config["env"], config["env_key"] or config["env"]) == (row["seed"], row["env"], row["task"])
+    assert summary["preset"] == row["preset"]
+    # Trained by committed code only, and the commit is the one the run recorded.
+    commits = row["kqmix_commit"] if isinstance(row["kqmix_commit"], list) else [row["kqmix_commit"]]
+    assert commits == summary["kqmix_revisions"] and all(COMMIT.match(c or "") for c in commits)
+
+
+def test_every_copied_run_has_a_row():
+    copied = {(p.parent.name, int(p.name)) for p in (RESULTS / "runs").glob("*/*") if p.is_dir()}
+    assert copied == {(r["task"], r["seed"]) for r in ROWS}
+
+
+def test_random_return_is_the_evaluation_baseline():
+    row = min(ROWS, key=lambda r: r["task"])  # one task suffices: every task's baseline comes from one function
+    for other in ROWS:
+        if other["task"] == row["task"]:
+            assert other["random_return"] == row["random_return"]
+    config = json.loads((RESULTS / "runs" / row["task"] / str(row["seed"]) / "config.json").read_text())
+    assert row["random_return"] == pytest.approx(random_returns(config["env"], config["env_key"]).mean(), rel=1e-12)
