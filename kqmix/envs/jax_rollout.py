@@ -47,9 +47,10 @@ def _compile(core, m: int):
             "terminated": jnp.zeros((t_max, m), jnp.float32),
             "filled": jnp.zeros((t_max, m), jnp.float32),
         }
-        loop = dict(t=jnp.int32(0), env=env_carry, current=start, buf=buf, active=jnp.ones(m, bool), won=jnp.zeros(m, jnp.float32),
-                    hidden=jnp.zeros((m * n, w["rec"].shape[0]), jnp.float32),
-                    last_action=jnp.full(m * n, -1, jnp.int32))
+        loop = dict(t=jnp.int32(0), env=env_carry, current=start, buf=buf,
+                    active=jnp.ones(m, bool), won=jnp.zeros(m, jnp.float32),  # (M,)
+                    hidden=jnp.zeros((m * n, w["rec"].shape[0]), jnp.float32),  # (M*N, H)
+                    last_action=jnp.full(m * n, -1, jnp.int32))  # (M*N,)
 
         def body(s):
             t, buf, active = s["t"], s["buf"], s["active"]
@@ -63,15 +64,14 @@ def _compile(core, m: int):
                 lambda: policy_jax.epsilon_greedy(jax.random.fold_in(key, t), q, avail, epsilon))  # (M*N,)
             env, final, current = step_batch(s["env"], actions.reshape(m, n))
             o, st, av, reward, terminated, truncated, won = final
-            on = active.astype(jnp.float32)  # (M,)
+            # Steps of environments whose episode has ended stay zero (padding).
+            record = [("actions", t, actions.reshape(m, n)), ("reward", t, reward), ("terminated", t, terminated),
+                      ("filled", t, jnp.ones(m)), ("obs", t + 1, o), ("state", t + 1, st),
+                      ("avail_actions", t + 1, av)]
             buf = dict(buf)
-            buf["actions"] = buf["actions"].at[t].set(jnp.where(active[:, None], actions.reshape(m, n), 0))
-            buf["reward"] = buf["reward"].at[t].set(on * reward)
-            buf["terminated"] = buf["terminated"].at[t].set(on * terminated)
-            buf["filled"] = buf["filled"].at[t].set(on)
-            buf["obs"] = buf["obs"].at[t + 1].set(on[:, None, None] * o)
-            buf["state"] = buf["state"].at[t + 1].set(on[:, None] * st)
-            buf["avail_actions"] = buf["avail_actions"].at[t + 1].set(on[:, None, None] * av)
+            for name, i, value in record:
+                keep = active.reshape(m, *[1] * (value.ndim - 1))  # (M, 1, ...)
+                buf[name] = buf[name].at[i].set(jnp.where(keep, value, 0).astype(buf[name].dtype))
             # Reaching the episode limit is a truncation: it bootstraps.
             ended = terminated | truncated | (t + 1 == t_max)
             return dict(t=t + 1, env=env, current=current, buf=buf, active=active & ~ended,
