@@ -213,3 +213,28 @@ def test_train_smoke_uses_the_compiled_rollout(tmp_path, mpe, monkeypatch):
     assert rows and rows[-1]["t_env"] == 150 and rows[-1]["test_return_mean"] is not None
     assert result.train_steps >= 1
     assert calls.count(False) == 150 // (25 * M) and True in calls  # every training batch, and the tests
+
+
+def test_recorded_episodes_are_checked(smax):
+    """`CheckedBatchedEnv.check_episodes` applies the per-step checks to a compiled rollout's arrays."""
+    from kqmix.envs.base import EnvContractError
+    from kqmix.runner import Runner
+
+    ep, stats = Runner(smax, _random_policy(smax.info), seed=0).run(greedy=True, seeds=SEEDS)
+    end = int(stats.lengths[0])  # environment 0's final observation is at index `end`
+    bad = {k: v.copy() for k, v in ep.items()}
+    bad["actions"][1, 2, 0] = smax.info.n_actions
+    with pytest.raises(EnvContractError, match="step 2: agent 0 of environment 1 chose action"):
+        smax.check_episodes(bad)
+    bad = {k: v.copy() for k, v in ep.items()}
+    bad["obs"][2, 1, 1, 0] = np.nan
+    with pytest.raises(EnvContractError, match="step 1: `obs` holds a non-finite value"):
+        smax.check_episodes(bad)
+    bad = {k: v.copy() for k, v in ep.items()}
+    bad["avail_actions"][0, 1, 2] = 0.0  # a decision step
+    with pytest.raises(EnvContractError, match="step 1: agent 2 of environment 0 has no available action"):
+        smax.check_episodes(bad)
+    ok = {k: v.copy() for k, v in ep.items()}
+    ok["avail_actions"][0, end, 1] = 0.0  # the episode's end: no decision, widened as `step` widens it
+    smax.check_episodes(ok)
+    assert (ok["avail_actions"][0, end, 1] == 1.0).all()
