@@ -40,6 +40,9 @@ class Config:
     """Where training episodes are collected: `local` (this process) or `ray` (Ray actors)."""
     ray_actors: int = 2
     """Ray actors stepping the `batch_size_run` training environments (with `rollout_backend=ray`)."""
+    compiled_rollout: bool = True
+    """With `env=jaxmarl`: play each batch of episodes in one compiled JAX call, policy and environments
+    together (`kqmix.envs.jax_rollout`); false steps the environments once per timestep from Python."""
 
     # --- networks --------------------------------------------------------
     mixer: str = "qmix"

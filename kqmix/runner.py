@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch import episode_arrays
-from .envs.batched import BatchedEnv, as_batched
+from .envs.batched import BatchedEnv, CheckedBatchedEnv, as_batched
+from .envs.jax_vec import JaxMARLVecEnv
 from .masks import widen_masks
+from .policy import NumpyAgentPolicy
 
 
 class LinearEpsilon:
@@ -51,9 +53,14 @@ class Runner:
             `epsilon_greedy` interface).
         seed: seeds the environments (environment i gets `seed + i` at its
             first reset) and the exploration RNG.
+        compiled: with JaxMARL environments (`JaxMARLVecEnv`, checked or not) and a
+            `NumpyAgentPolicy`, play each batch in one compiled call
+            (`kqmix.envs.jax_rollout`) instead of stepping per timestep from Python:
+            the same episodes for greedy runs; exploration draws its own JAX key
+            from the exploration RNG (same rule, other random numbers).
     """
 
-    def __init__(self, envs, policy, seed: int = 0):
+    def __init__(self, envs, policy, seed: int = 0, compiled: bool = True):
         if not isinstance(envs, BatchedEnv) and not envs:
             raise ValueError("Runner needs at least one environment.")
         self.envs = as_batched(envs)
@@ -62,6 +69,12 @@ class Runner:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._seeded = False
+        self.compiled = compiled and self._compiled_env() is not None and type(policy) is NumpyAgentPolicy
+
+    def _compiled_env(self):
+        """The `JaxMARLVecEnv` behind `envs` (possibly checked), else None."""
+        env = self.envs.env if isinstance(self.envs, CheckedBatchedEnv) else self.envs
+        return env if isinstance(env, JaxMARLVecEnv) else None
 
     @property
     def n_envs(self) -> int:
@@ -85,6 +98,8 @@ class Runner:
         Returns `(episodes, stats)`: a dict of padded arrays with a leading
         axis of M (layout in `kqmix.batch`) and a `RolloutStats`.
         """
+        if self.compiled:
+            return self._run_compiled(epsilon, greedy, seeds)
         info, m, n = self.info, self.n_envs, self.info.n_agents
         ep = episode_arrays(info, m)
         returns = np.zeros(m, np.float64)
@@ -125,3 +140,18 @@ class Runner:
             if not active.any():
                 break
         return ep, RolloutStats(returns=returns, lengths=lengths, won=won)
+
+    def _run_compiled(self, epsilon: float, greedy: bool, seeds):
+        """`run` in one compiled call (`kqmix.envs.jax_rollout`), checked like the per-step loop."""
+        from .envs.jax_rollout import play
+
+        self._reset_all(seeds)
+        # One exploration key per batch from the runner's RNG (greedy runs draw none, as in the loop).
+        key = None if greedy else self.rng.integers(0, 2**32, size=2, dtype=np.uint32)
+        ep, won = play(self._compiled_env(), self.policy.params(), epsilon=epsilon, greedy=greedy, key=key)
+        if isinstance(self.envs, CheckedBatchedEnv):
+            self.envs.check_episodes(ep)
+        # Summed in step order in float64, as the loop sums them.
+        returns = np.cumsum(ep["reward"].astype(np.float64), axis=1)[:, -1]
+        lengths = ep["filled"].sum(1).astype(np.int64)
+        return ep, RolloutStats(returns=returns, lengths=lengths, won=won if self.envs.reports_wins else None)

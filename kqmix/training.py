@@ -131,8 +131,9 @@ class Trainer:
             self._cleanup.callback(vec.close)
             self.runner = Runner(vec.envs, self.policy, seed=config.seed)
         else:
-            self.runner = Runner(make_batched(config, m), self.policy, seed=config.seed)
-        self.test_runner = Runner(test_envs, self.policy, seed=config.seed)
+            self.runner = Runner(make_batched(config, m), self.policy, seed=config.seed,
+                                 compiled=config.compiled_rollout)
+        self.test_runner = Runner(test_envs, self.policy, seed=config.seed, compiled=config.compiled_rollout)
         self.buffer = EpisodeBuffer(info, config.buffer_size)
         self.epsilon = LinearEpsilon(config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_time)
         self.sample_rng = np.random.default_rng([config.seed, 1])

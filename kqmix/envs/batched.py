@@ -212,6 +212,51 @@ class CheckedBatchedEnv(BatchedEnv):
                                           np.where(active[:, None, None], out.avail_actions, 1.0), live)
         return BatchStep(obs, state, avail, reward, terminated, truncated, out.won)
 
+    def check_episodes(self, ep: dict) -> None:
+        """The checks of `reset` and `step` on a batch of recorded episodes (layout in `kqmix.batch`).
+
+        For a compiled rollout (`kqmix.envs.jax_rollout`), which steps the wrapped
+        environment without passing here: every recorded step (index 0, and t+1
+        for each filled t) is checked as `step` checks it, vectorised over steps and
+        environments, and the masks at an episode's end are widened in place as
+        `step` widens them.
+        """
+        m, info = self.n_envs, self.info
+        filled = np.asarray(ep["filled"]) > 0  # (M, T)
+        recorded = np.concatenate([np.ones((m, 1), bool), filled], 1)  # (M, T+1)
+        live = np.concatenate([filled, np.zeros((m, 1), bool)], 1)  # (M, T+1): a decision is made there
+
+        def fail(where, message):
+            i, t = (int(x) for x in where[:2])
+            raise EnvContractError(f"{self.name} at step {t}: {message(i, t, *where[2:])}")
+
+        for what, rows in (("obs", recorded[..., None, None]), ("state", recorded[..., None]),
+                           ("avail_actions", recorded[..., None, None]), ("reward", filled)):
+            bad = ~np.isfinite(ep[what]) & rows
+            if bad.any():
+                idx = tuple(int(x) for x in np.argwhere(bad)[0])
+                fail(idx, lambda i, t, *rest: f"`{what}` holds a non-finite value {ep[what][idx]} "
+                                              f"(environment {i}, index {tuple(rest)}).")
+        avail = ep["avail_actions"]  # (M, T+1, N, A)
+        if not ((avail == 0.0) | (avail == 1.0)).all():
+            fail(np.argwhere((avail != 0.0) & (avail != 1.0))[0],
+                 lambda i, t, *_: "`avail_actions` must hold only 0 and 1.")
+        empty = (avail.sum(-1) == 0) & live[..., None]  # (M, T+1, N)
+        if empty.any():
+            fail(np.argwhere(empty)[0], lambda i, t, agent: f"agent {agent} of environment {i} has no available "
+                                                            "action (all-zero action mask); every agent needs at least one.")
+        acts = ep["actions"]  # (M, T, N)
+        in_range = (acts >= 0) & (acts < info.n_actions)
+        chosen = np.take_along_axis(avail[:, :-1], np.clip(acts, 0, info.n_actions - 1)[..., None], -1)[..., 0]
+        illegal = ~(in_range & (chosen == 1.0)) & filled[..., None]  # (M, T, N)
+        if illegal.any():
+            fail(np.argwhere(illegal)[0], lambda i, t, agent: (
+                f"agent {agent} of environment {i} chose action {int(acts[i, t, agent])}, which is not available "
+                f"(available: {np.flatnonzero(avail[i, t, agent]).tolist()})."))
+        # No decision is made from a finished episode's masks, which may be empty (kqmix.masks).
+        done = recorded & ~live  # (M, T+1)
+        avail[done] = widen_masks(avail[done])
+
     def close(self):
         self.env.close()
 

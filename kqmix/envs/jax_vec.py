@@ -282,6 +282,22 @@ class JaxMARLVecEnv(BatchedEnv):
             raise RuntimeError("Call reset() before step() or current().")
         return tuple(np.asarray(x) for x in self._core.jax.device_get(self._current))
 
+    @property
+    def core(self):
+        """The environment's pure functions and their compiled versions (shared by every M)."""
+        return self._core
+
+    def device_state(self):
+        """`(carry, (obs, state, avail))` on the device: where the environments continue from
+        (what `kqmix.envs.jax_rollout` plays from)."""
+        if self._carry is None:
+            raise RuntimeError("Call reset() before step() or a rollout.")
+        return self._carry, self._current
+
+    def set_device_state(self, carry, current) -> None:
+        """Continues from `device_state()`-shaped values (after a compiled rollout)."""
+        self._carry, self._current = carry, current
+
     def step(self, actions, active=None) -> BatchStep:
         """Steps all M environments (`active` is accepted for the batched interface; all step)."""
         if self._carry is None:
