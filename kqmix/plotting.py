@@ -53,6 +53,26 @@ def _distinct_settings(keys) -> dict:
     return {key: ", ".join(f"{k}={c.get(k)}" for k in varying) for key, c in configs.items()}
 
 
+def aligned(runs, metric: str):
+    """`(steps (K,), values (R, K))`: one metric of R runs on common env steps.
+
+    Runs log at the env steps where their episodes happen to end, which
+    differ between seeds when episodes vary in length. The steps are every
+    logged step inside the range all runs cover; each run is interpolated
+    linearly between its own logged points there.
+    """
+    series = []
+    for rows in runs:
+        points = [(r["t_env"], r[metric]) for r in rows if r.get(metric) is not None]
+        if not points:
+            return np.zeros(0), np.zeros((len(runs), 0))
+        x, y = np.asarray(points, float).T
+        series.append((x, y))
+    lo, hi = max(x[0] for x, _ in series), min(x[-1] for x, _ in series)
+    steps = np.unique(np.concatenate([x[(x >= lo) & (x <= hi)] for x, _ in series]))
+    return steps, np.array([np.interp(steps, x, y) for x, y in series])
+
+
 def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path:
     """Plots return and greedy test return against env steps for each group of runs.
 
@@ -82,11 +102,9 @@ def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path
         n = len(runs)
         for ax, metric, title in ((axes[0], "return_mean", "training return (exploring)"),
                                   (axes[1], "test_return_mean", "greedy test return")):
-            # Align runs on their shared logging steps.
-            steps = sorted(set.intersection(*[{r["t_env"] for r in rows if r.get(metric) is not None} for rows in runs]))
-            if not steps:
+            steps, values = aligned(runs, metric)
+            if not len(steps):
                 continue
-            values = np.array([[next(r[metric] for r in rows if r["t_env"] == s) for s in steps] for rows in runs])
             mean = values.mean(0)
             line, = ax.plot(steps, mean, label=f"{labels[key]} ({n} seed{'s' if n > 1 else ''})")
             if n > 1:

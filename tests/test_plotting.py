@@ -1,5 +1,7 @@
 """`kqmix plot`: a PNG with one curve (or band) per group of runs."""
 
+import pytest
+
 
 def test_plot_writes_a_png(reference_runs, tmp_path, kqmix):
     import matplotlib.image
@@ -23,3 +25,17 @@ def test_plot_draws_baselines(reference_runs, tmp_path):
     plot_runs([reference_runs["a"]], plain)
     plot_runs([reference_runs["a"]], marked, baselines={"random actions": 4.75})
     assert (matplotlib.image.imread(plain) != matplotlib.image.imread(marked)).any()
+
+
+def test_runs_logged_at_different_steps_are_aligned():
+    from kqmix.plotting import aligned
+
+    # Two seeds whose episodes end at different env steps (as on LBF): rows never share a step.
+    a = [{"t_env": 10, "m": 0.0}, {"t_env": 20, "m": 1.0}, {"t_env": 30, "m": 2.0}]
+    b = [{"t_env": 12, "m": 0.0}, {"t_env": 22, "m": 0.0}, {"t_env": 29, "m": None}, {"t_env": 33, "m": 4.0}]
+    steps, values = aligned([a, b], "m")
+    assert steps.tolist() == [12, 20, 22, 30]  # every logged step covered by both runs
+    assert values[0] == pytest.approx([0.2, 1.0, 1.2, 2.0], rel=1e-12)
+    assert values[1] == pytest.approx([0.0, 0.0, 0.0, 4.0 * (30 - 22) / (33 - 22)], rel=1e-12)
+    steps, values = aligned([a, [{"t_env": 5, "m": None}]], "m")
+    assert len(steps) == 0
