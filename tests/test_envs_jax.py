@@ -270,10 +270,15 @@ def test_registry_single_env_and_errors():
             make_env("jaxmarl", key)
 
 
-def test_train_smoke_on_jax_mpe_spread(tmp_path, mpe):
+def test_train_smoke_on_jax_mpe_spread(tmp_path, mpe, monkeypatch):
     from kqmix.config import make_config
+    from kqmix.envs import jax_rollout
     from kqmix.evaluation import evaluate_path
     from kqmix.training import train
+
+    calls = []  # the compiled rollout (Config.compiled_rollout, on by default) plays every batch
+    play = jax_rollout.play
+    monkeypatch.setattr(jax_rollout, "play", lambda *a, **k: calls.append(k["greedy"]) or play(*a, **k))
 
     config = make_config("jax_mpe_spread", {
         "batch_size_run": M, "t_max": 150, "batch_size": 4, "buffer_size": 8, "rnn_hidden_dim": 16,
@@ -283,6 +288,7 @@ def test_train_smoke_on_jax_mpe_spread(tmp_path, mpe):
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows and rows[-1]["t_env"] == 150 and rows[-1]["test_return_mean"] is not None
     assert result.train_steps >= 1 and "test_win_rate" not in rows[-1]  # MPE reports no wins
+    assert calls.count(False) == 150 // (25 * M) and True in calls  # every training batch, and the tests
     env_json = json.loads((result.run_dir / "env.json").read_text())
     assert env_json["env"] == "jaxmarl" and env_json["env_key"] == "mpe:simple_spread_v3"
     assert env_json["state_dim"] == 54 and env_json["episode_limit"] == 25

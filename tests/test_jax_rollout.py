@@ -5,7 +5,6 @@ is a `NumpyAgentPolicy` with random weights from `from_params` (no Keras).
 """
 
 import importlib.util
-import json
 
 import numpy as np
 import pytest
@@ -194,25 +193,6 @@ def test_exploring_rollouts_take_available_actions_uniformly(smax):
     _compare(batches[0], (ep, _), exact=True)
     other, _ = Runner(smax, policy, seed=5).run(epsilon=1.0, seeds=[100, 101, 102])
     assert not np.array_equal(other["actions"], ep["actions"])
-
-
-def test_train_smoke_uses_the_compiled_rollout(tmp_path, mpe, monkeypatch):
-    from kqmix.config import make_config
-    from kqmix.envs import jax_rollout
-    from kqmix.training import train
-
-    calls = []
-    play = jax_rollout.play
-    monkeypatch.setattr(jax_rollout, "play", lambda *a, **k: calls.append(k["greedy"]) or play(*a, **k))
-    config = make_config("jax_mpe_spread", {
-        "batch_size_run": M, "t_max": 150, "batch_size": 4, "buffer_size": 8, "rnn_hidden_dim": 16,
-        "test_interval": 75, "test_nepisode": 3, "log_interval": 75, "tensorboard": False,
-        "runs_dir": str(tmp_path)})
-    result = train(config, preset="jax_mpe_spread", run_dir=tmp_path / "run", quiet=True)
-    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert rows and rows[-1]["t_env"] == 150 and rows[-1]["test_return_mean"] is not None
-    assert result.train_steps >= 1
-    assert calls.count(False) == 150 // (25 * M) and True in calls  # every training batch, and the tests
 
 
 def test_recorded_episodes_are_checked(smax):
