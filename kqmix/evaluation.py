@@ -5,7 +5,6 @@
   `kqmix evaluate` each have their own stream of the run's seed;
 * `greedy_episodes(runner, n, seed, stream)` - greedy returns (and wins, where
   the environment reports them) over a `Runner` (the training loop's tests);
-  `greedy_returns` the returns alone;
 * `random_returns(env, env_key, n)` - the same test episodes played with
   uniformly random available actions: the baseline results are compared with;
 * `evaluate_path(path)` - `kqmix evaluate` of a run directory or an exported
@@ -54,11 +53,6 @@ def greedy_episodes(runner, n_episodes: int, seed: int, stream: int, first_batch
         k += 1
     wins = np.asarray(won[:n_episodes], np.float64) if len(won) >= n_episodes else None
     return np.asarray(returns[:n_episodes]), wins
-
-
-def greedy_returns(runner, n_episodes: int, seed: int, stream: int, first_batch: int = 0) -> np.ndarray:
-    """Greedy returns of `n_episodes` episodes (see `greedy_episodes`)."""
-    return greedy_episodes(runner, n_episodes, seed, stream, first_batch)[0]
 
 
 def random_returns(env: str, env_key: str | None, n_episodes: int = 100, seed: int = 0, stream: int = TEST_STREAM) -> np.ndarray:

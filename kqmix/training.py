@@ -83,14 +83,21 @@ def due(last: int | None, t_env: int, interval: int) -> bool:
     return last is None or t_env - last >= interval
 
 
+@contextlib.contextmanager
+def _environment_of(config: Config):
+    """Turns a bad `env` / `env_key` (a `ValueError` from the registry or the adapter) into a `ConfigError`."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ConfigError(f"Invalid environment (env={config.env!r}, env_key={config.env_key!r}): {exc}") from None
+
+
 def make_envs(config: Config, count: int) -> list:
     """`count` in-process environments; a bad `env` / `env_key` is a `ConfigError`."""
     from .envs import make_env
 
-    try:
+    with _environment_of(config):
         return [make_env(config.env, config.env_key) for _ in range(count)]
-    except ValueError as exc:
-        raise ConfigError(f"Invalid environment (env={config.env!r}, env_key={config.env_key!r}): {exc}") from None
 
 
 def make_batched(config: Config, count: int):
@@ -98,10 +105,8 @@ def make_batched(config: Config, count: int):
     (one vectorised environment for `env=jaxmarl`); a bad `env` / `env_key` is a `ConfigError`."""
     from .envs import make_batched_env
 
-    try:
+    with _environment_of(config):
         return make_batched_env(config.env, config.env_key, count)
-    except ValueError as exc:
-        raise ConfigError(f"Invalid environment (env={config.env!r}, env_key={config.env_key!r}): {exc}") from None
 
 
 class Trainer:
