@@ -26,9 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from kqmix import threads
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+threads.apply_defaults()  # as `kqmix train` runs
 
 import tensorflow as tf  # noqa: E402,F401
 import numpy as np  # noqa: E402

@@ -16,7 +16,10 @@ import argparse
 import os
 import time
 
+from kqmix import threads
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+threads.apply_defaults()  # the thread pools `kqmix train` uses; TF_NUM_INTRAOP_THREADS=0 etc. for TF's own
 
 import tensorflow as tf  # noqa: E402  (before numpy: keeps TF's start-up log quiet)
 import numpy as np  # noqa: E402
@@ -120,8 +123,9 @@ def main():
     console = Console()
     console.print(table)
     console.print(
-        f"TensorFlow {tf.__version__}, intra-op threads {tf.config.threading.get_intra_op_parallelism_threads()}"
-        f" (0 = all {os.cpu_count()} cores), XLA jit {'on' if args.jit else 'off'}, "
+        f"TensorFlow {tf.__version__}, TF_NUM_INTRAOP_THREADS={os.environ['TF_NUM_INTRAOP_THREADS']}, "
+        f"TF_NUM_INTEROP_THREADS={os.environ['TF_NUM_INTEROP_THREADS']} (0: TensorFlow's default), "
+        f"{threads.available_cores()} cores, XLA jit {'on' if args.jit else 'off'}, "
         f"devices {[d.device_type for d in tf.config.list_logical_devices()]}"
     )
 

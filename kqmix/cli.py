@@ -18,10 +18,10 @@ import argparse
 import os
 import sys
 
-# Acting multiplies matrices of a few dozen rows; OpenBLAS's thread pool
-# costs more than it saves there and competes with TensorFlow for the cores.
-# Must be set before numpy loads; a user's own setting wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from . import threads
+
+# Before numpy and TensorFlow start their thread pools; a user's own settings win.
+threads.apply_defaults()
 
 
 def _quiet_tensorflow():

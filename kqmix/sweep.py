@@ -18,13 +18,14 @@ import shutil
 import time
 from pathlib import Path
 
-from . import rundir, sweepdir
+from . import rundir, sweepdir, threads
 from .cluster import connect
 from .config import Config
 
 
 def run_trial(params: dict) -> None:
     """The Tune function trainable: trains (or resumes) one trial's run directory, reporting each metrics row."""
+    threads.apply_defaults()  # a worker on another node did not inherit the driver's environment
     from ray import tune
 
     from .training import train

@@ -7,6 +7,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # The embedded Ray of the tests listens on 127.0.0.1 only, whichever test imports Ray first
 # (kqmix.cluster.SINGLE_MACHINE_ENV; tests/test_cluster.py checks kqmix sets it by itself).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+from kqmix import threads  # noqa: E402
+
+threads.apply_defaults()  # the thread pools the CLI gives TensorFlow and numpy
 
 import tensorflow as tf  # noqa: E402,F401
 import numpy as np  # noqa: E402
