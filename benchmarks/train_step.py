@@ -74,8 +74,8 @@ def interleaved_median_ms(fns: dict, repeats: int) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50, help="timed updates per shape")
-    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
-                        help="compile the train step with XLA (default on)")
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=Config.jit_compile,
+                        help="compile the train step with XLA (default: off, as `kqmix train`)")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--recurrence", nargs="+", default=["auto"], choices=["auto", "keras", "fused"],
                         help="Config.recurrence of the agents (several: timed alternately)")
