@@ -69,6 +69,9 @@ class Config:
     """`rmsprop` (paper) or `adam`."""
     lr: float = 5e-4
     """Learning rate."""
+    lr_schedule: str = "constant"
+    """`constant`, or `linear`: `lr * (1 - t_env / t_max)`, decaying to 0 at `t_max` (JaxMARL's
+    `LR_LINEAR_DECAY`), set before every update from the env steps collected so far."""
     optim_alpha: float = 0.99
     """RMSprop decay (rho)."""
     optim_eps: float = 1e-5
@@ -173,6 +176,7 @@ class Config:
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")
         need(self.lr > 0, "lr", "a positive float")
+        need(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'")
         need(0 <= self.optim_alpha < 1, "optim_alpha", "a float in [0, 1)")
         need(self.optim_eps > 0, "optim_eps", "a positive float")
         need(self.grad_norm_clip > 0, "grad_norm_clip", "a positive float")

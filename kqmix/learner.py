@@ -129,6 +129,17 @@ class QLearner:
             opt = keras.optimizers.LossScaleOptimizer(opt)
         return opt
 
+    def learning_rate_at(self, t_env: int) -> float:
+        """The learning rate of `Config.lr_schedule` once `t_env` env steps have been collected."""
+        c = self.config
+        if c.lr_schedule == "linear":
+            return c.lr * max(0.0, 1.0 - t_env / c.t_max)
+        return c.lr
+
+    def set_learning_rate(self, value: float) -> None:
+        """Sets the optimizer's learning rate (a variable: the compiled train step reads it, nothing retraces)."""
+        self.optimizer.learning_rate.assign(value)
+
     @property
     def trainable_variables(self):
         return list(self.agent.trainable_variables) + list(self.mixer.trainable_variables)

@@ -134,15 +134,16 @@ PRESETS.update({
 # of 8 environments), global-norm clip 25, epsilon 1 -> 0.05 over 10% of the
 # 1e7 steps, agent id in the input (CTRolloutManager) without the last action,
 # team reward = sum of the agents' rewards, the time limit treated as
-# terminal (qmix_rnn.py masks the bootstrap with the episode's done).
-# Differences: JaxMARL uses RAdam at 0.005 decayed linearly to 0 (kqmix:
-# Adam at a constant 0.005), starts learning after 10k steps (kqmix: once
+# terminal (qmix_rnn.py masks the bootstrap with the episode's done), the
+# learning rate 0.005 decayed linearly to 0 over the run (LR_LINEAR_DECAY).
+# Differences: JaxMARL's optimizer is RAdam (kqmix: Adam), its decay counts
+# updates (kqmix: env steps), it starts learning after 10k steps (kqmix: once
 # the buffer holds a batch of episodes), and collects fixed 26-step
 # rollouts (its MPE episodes last 26 steps, done at max_steps + 1), while
 # kqmix stores whole 25-step episodes, 8 per update.
 PRESETS["jax_mpe_spread"] = dict(
     env="jaxmarl", env_key="mpe:simple_spread_v3", batch_size_run=8, t_max=10_000_000,
-    optimizer="adam", lr=0.005, batch_size=32, buffer_size=5000, rnn_hidden_dim=64,
+    optimizer="adam", lr=0.005, lr_schedule="linear", batch_size=32, buffer_size=5000, rnn_hidden_dim=64,
     mixing_embed_dim=32, hypernet_embed=128, gamma=0.9, td_lambda=0.0, grad_norm_clip=25.0,
     target_update_interval=1600, epsilon_start=1.0, epsilon_finish=0.05, epsilon_anneal_time=1_000_000,
     obs_agent_id=True, obs_last_action=False, bootstrap_truncated=False,

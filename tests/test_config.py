@@ -46,6 +46,7 @@ def test_unknown_key_suggests_the_closest():
         ("double_q=maybe", "`double_q`"),
         ("gamma=1.5", "`gamma`: 1.5; expected a float in \\[0, 1\\]"),
         ("mixer=qtran", "`mixer`: 'qtran'; expected 'qmix' or 'vdn'"),
+        ("lr_schedule=cosine", "`lr_schedule`: 'cosine'; expected 'constant' or 'linear'"),
         ("hypernet_layers=3", "`hypernet_layers`"),
         ("buffer_size=4", "`buffer_size`: 4; expected at least batch_size"),
         ("lr", "not of the form key=value"),

@@ -245,3 +245,21 @@ def test_mixed_precision_trains_with_dynamic_loss_scaling(rng):
     assert any(not np.array_equal(a, b) for a, b in zip(start, _weights(learner.trainable_variables)))
     assert learner.agent.compute_dtype == "float16"
     assert learner.agent.fc1.kernel.dtype == "float32"
+
+
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_linear_lr_schedule_reaches_zero_at_t_max(mixed_precision, rng):
+    learner = make_learner(optimizer="adam", lr=1e-3, lr_schedule="linear", t_max=1000,
+                           mixed_precision=mixed_precision)
+    assert [learner.learning_rate_at(t) for t in (0, 250, 1000, 1200)] == pytest.approx([1e-3, 7.5e-4, 0.0, 0.0])
+    assert make_learner(lr=1e-3).learning_rate_at(900) == 1e-3  # constant
+    batch = make_batch(rng)
+    learner.set_learning_rate(learner.learning_rate_at(1000))
+    before = [np.array(v) for v in learner.trainable_variables]
+    learner.train(batch, episode=1)
+    for old, var in zip(before, learner.trainable_variables):
+        np.testing.assert_array_equal(old, np.asarray(var))  # lr 0: the compiled step reads the new value
+    learner.set_learning_rate(learner.learning_rate_at(0))
+    learner.train(batch, episode=2)
+    assert any(not np.array_equal(old, np.asarray(var)) for old, var in zip(before, learner.trainable_variables))
+    assert learner.train_step.experimental_get_tracing_count() == 1

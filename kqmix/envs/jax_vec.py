@@ -15,7 +15,9 @@ environment of it behind the contract of `kqmix.envs.base` (`make_env`,
 
 * **obs (M, N, O)**: each agent's observation, zero-padded to the largest.
 * **state (M, S)**: SMAX's world state (`obs["world_state"]`, as JaxMARL's
-  `CTRolloutManager` in `jaxmarl/wrappers/baselines.py` uses for SMAX); MPE:
+  `CTRolloutManager` in `jaxmarl/wrappers/baselines.py` uses for SMAX) with
+  unit positions divided by the map size, as in SMAC
+  (`kqmix.envs.smax.world_state_scale`); MPE:
   the agents' observations concatenated in agent order (that wrapper's
   default `global_state`), announced in `notes`.
 * **avail_actions (M, N, A)**: SMAX's `get_avail_actions`; MPE has no masks,
@@ -139,8 +141,9 @@ class _Core:
         self.obs_dim = int(max(np.prod(env.observation_space(a).shape) for a in self.agents))
         self.episode_limit = int(env.max_steps)
         self.smax = self.family == "smax"
+        self.state_scale = 1.0  # SMAX: set below, once the world state's size is known
         if self.smax:
-            self.notes = ("global state = SMAX's world state",
+            self.notes = ("global state = SMAX's world state, positions divided by the map size",
                           "team reward = the allies' shared reward",
                           "won = every enemy dead and an ally alive at the episode's end")
         else:
@@ -150,6 +153,11 @@ class _Core:
         self.reports_wins = self.smax
         probe = jax.eval_shape(self.reset_one, jax.random.PRNGKey(0))
         self.state_dim = int(probe[2].shape[-1])
+        if self.smax:
+            from .smax import checked_scale
+
+            # Positions over the map size, as in SMAC's state (kqmix.envs.smax.world_state_scale).
+            self.state_scale = checked_scale(env, self.state_dim)
         self.reset_batch = jax.jit(jax.vmap(self.reset_one))
         self.step_batch = jax.jit(jax.vmap(self.step_one))
         self.seed_keys = jax.jit(jax.vmap(jax.random.PRNGKey))
@@ -166,7 +174,7 @@ class _Core:
             rows.append(jnp.pad(flat, (0, self.obs_dim - flat.shape[0])))
         o = jnp.stack(rows)  # (N, O)
         if self.smax:
-            state = obs["world_state"].astype(jnp.float32)  # (S,)
+            state = obs["world_state"].astype(jnp.float32) * self.state_scale  # (S,), positions / map size
             masks = self.env.get_avail_actions(env_state)
             avail = jnp.stack([(jnp.ravel(masks[a]) > 0).astype(jnp.float32) for a in self.agents])  # (N, A)
         else:
