@@ -44,12 +44,11 @@ def world_state_scale(env) -> np.ndarray:
     `get_world_state` lists every unit's `own_features` (health fraction, x,
     y, weapon cooldown, unit-type bits), then every unit's team and type.
     Positions are raw map coordinates (up to 32 on `3m`), the other features
-    at most a few units; SMAC's state divides positions by the map size. Raw,
-    they make the mixer's hypernetworks start with a large gain: on `3m`,
-    `jax_smax_3m` had Q_tot of the taken actions near 50 after 67 updates
-    (returns are below 2), against at most 2.5 with the positions scaled.
-    Here x is divided by the map's width and y by its height, so both lie in [0, 1].
-    `env` is a `HeuristicEnemySMAX` (or the SMAX it wraps).
+    at most a few units; SMAC's state divides positions by the map size, and
+    raw ones give the mixer's hypernetworks a large gain (measured in
+    docs/environments.md, "SMAX"). Here x is divided by the map's width and y
+    by its height, so both lie in [0, 1]. `env` is a `HeuristicEnemySMAX` (or
+    the SMAX it wraps).
     """
     smax = getattr(env, "_env", env)
     per_unit = np.array(
@@ -57,6 +56,16 @@ def world_state_scale(env) -> np.ndarray:
          for f in smax.own_features], np.float32)
     units = smax.num_agents  # allies and enemies
     return np.concatenate([np.tile(per_unit, units), np.ones(2 * units, np.float32)])  # + teams, types
+
+
+def checked_scale(env, state_dim: int) -> np.ndarray:
+    """`world_state_scale(env)`, checked against the world state's size (JaxMARL's layout)."""
+    scale = world_state_scale(env)
+    if scale.size != state_dim:
+        raise ValueError(
+            f"SMAX's world state has {state_dim} features; kqmix expected {scale.size} (each unit's "
+            "own features, then every unit's team and type). Is this a newer JaxMARL? kqmix supports jaxmarl 0.2.")
+    return scale
 
 
 class SMAXEnv(MultiAgentEnv):
@@ -81,16 +90,16 @@ class SMAXEnv(MultiAgentEnv):
         self._avail = jax.jit(self._env.get_avail_actions)
         world = getattr(self._env, "get_world_state", None)
         self._world = jax.jit(world) if world is not None else None
-        notes = ["team reward = the allies' shared reward (mean over allies)",
-                 "global state = SMAX's world state, positions divided by the map size"]
+        notes = ["team reward = the allies' shared reward (mean over allies)"]
         self._key = jax.random.PRNGKey(0)
         obs, state = self._reset(self._key)
         if self._world is not None:
             self.state_dim = int(np.asarray(self._world(state)).size)
             self._state_scale = checked_scale(self._env, self.state_dim)
+            notes.append("global state = SMAX's world state, positions divided by the map size")
         else:
             self.state_dim = self.n_agents * self.obs_dim
-            notes[1] = "global state = concatenated ally observations"
+            notes.append("global state = concatenated ally observations")
         self.notes = tuple(notes)
         self._state = state
         self._t = 0
@@ -135,16 +144,6 @@ class SMAXEnv(MultiAgentEnv):
             allies, enemies = alive[: self._env.num_allies], alive[self._env.num_allies:]
             info["battle_won"] = bool(not enemies.any() and allies.any())
         return (*self._observe(obs, self._state), reward, terminated, truncated, info)
-
-
-def checked_scale(env, state_dim: int) -> np.ndarray:
-    """`world_state_scale(env)`, checked against the world state's size (JaxMARL's layout)."""
-    scale = world_state_scale(env)
-    if scale.size != state_dim:
-        raise ValueError(
-            f"SMAX's world state has {state_dim} features; kqmix expected {scale.size} (each unit's "
-            "own features, then every unit's team and type). Is this a newer JaxMARL? kqmix supports jaxmarl 0.2.")
-    return scale
 
 
 def make_smax(key: str) -> SMAXEnv:
