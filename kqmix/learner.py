@@ -136,9 +136,13 @@ class QLearner:
             return c.lr * max(0.0, 1.0 - t_env / c.t_max)
         return c.lr
 
-    def set_learning_rate(self, value: float) -> None:
-        """Sets the optimizer's learning rate (a variable: the compiled train step reads it, nothing retraces)."""
-        self.optimizer.learning_rate.assign(value)
+    def update_learning_rate(self, t_env: int) -> None:
+        """Sets the optimizer's learning rate to `learning_rate_at(t_env)` (nothing to do for a constant one).
+
+        The rate is a variable: the compiled train step reads it, nothing retraces.
+        """
+        if self.config.lr_schedule != "constant":
+            self.optimizer.learning_rate.assign(self.learning_rate_at(t_env))
 
     @property
     def trainable_variables(self):

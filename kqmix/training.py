@@ -174,8 +174,7 @@ class Trainer:
         """One learner update once the buffer holds a batch; the acting policy follows it."""
         c, s = self.config, self.state
         if self.buffer.can_sample(c.batch_size):
-            if c.lr_schedule != "constant":
-                self.learner.set_learning_rate(self.learner.learning_rate_at(s.t_env))
+            self.learner.update_learning_rate(s.t_env)
             s.last_metrics = self.learner.train(self.buffer.sample(c.batch_size, self.sample_rng), s.episodes)
             self.policy.sync()
             s.train_steps += 1

@@ -70,7 +70,8 @@ def _one_at_a_time(vec, seed, actions):
     def observe(obs, state):
         o = np.stack([pad(obs[a]) for a in core.agents])
         if core.smax:
-            s = np.asarray(obs["world_state"]) * world_state_scale(env)  # tested in test_envs_smax
+            s = np.asarray(obs["world_state"])
+            s = s * world_state_scale(env, s.size)  # tested in test_envs_smax
             masks = env.get_avail_actions(state)
             av = np.stack([np.asarray(masks[a]) > 0 for a in core.agents]).astype(np.float32)
         else:

@@ -254,12 +254,12 @@ def test_linear_lr_schedule_reaches_zero_at_t_max(mixed_precision, rng):
     assert [learner.learning_rate_at(t) for t in (0, 250, 1000, 1200)] == pytest.approx([1e-3, 7.5e-4, 0.0, 0.0])
     assert make_learner(lr=1e-3).learning_rate_at(900) == 1e-3  # constant
     batch = make_batch(rng)
-    learner.set_learning_rate(learner.learning_rate_at(1000))
+    learner.update_learning_rate(1000)
     before = [np.array(v) for v in learner.trainable_variables]
     learner.train(batch, episode=1)
     for old, var in zip(before, learner.trainable_variables):
         np.testing.assert_array_equal(old, np.asarray(var))  # lr 0: the compiled step reads the new value
-    learner.set_learning_rate(learner.learning_rate_at(0))
+    learner.update_learning_rate(0)
     learner.train(batch, episode=2)
     assert any(not np.array_equal(old, np.asarray(var)) for old, var in zip(before, learner.trainable_variables))
     assert learner.train_step.experimental_get_tracing_count() == 1

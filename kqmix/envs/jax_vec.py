@@ -154,10 +154,9 @@ class _Core:
         probe = jax.eval_shape(self.reset_one, jax.random.PRNGKey(0))
         self.state_dim = int(probe[2].shape[-1])
         if self.smax:
-            from .smax import checked_scale
+            from .smax import world_state_scale
 
-            # Positions over the map size, as in SMAC's state (kqmix.envs.smax.world_state_scale).
-            self.state_scale = checked_scale(env, self.state_dim)
+            self.state_scale = world_state_scale(env, self.state_dim)  # positions over the map size, as SMAC
         self.reset_batch = jax.jit(jax.vmap(self.reset_one))
         self.step_batch = jax.jit(jax.vmap(self.step_one))
         self.seed_keys = jax.jit(jax.vmap(jax.random.PRNGKey))

@@ -38,8 +38,8 @@ from ._keys import parse_key
 from .base import MultiAgentEnv
 
 
-def world_state_scale(env) -> np.ndarray:
-    """Multipliers `(S,)` that put SMAX's world state on SMAC's scale.
+def world_state_scale(env, state_dim: int) -> np.ndarray:
+    """Multipliers `(S,)` that put SMAX's world state of `state_dim` features on SMAC's scale.
 
     `get_world_state` lists every unit's `own_features` (health fraction, x,
     y, weapon cooldown, unit-type bits), then every unit's team and type.
@@ -48,19 +48,15 @@ def world_state_scale(env) -> np.ndarray:
     raw ones give the mixer's hypernetworks a large gain (measured in
     docs/environments.md, "SMAX"). Here x is divided by the map's width and y
     by its height, so both lie in [0, 1]. `env` is a `HeuristicEnemySMAX` (or
-    the SMAX it wraps).
+    the SMAX it wraps); a world state of another size (another JaxMARL
+    layout) is a `ValueError`.
     """
     smax = getattr(env, "_env", env)
     per_unit = np.array(
         [1.0 / smax.map_width if f == "position_x" else 1.0 / smax.map_height if f == "position_y" else 1.0
          for f in smax.own_features], np.float32)
     units = smax.num_agents  # allies and enemies
-    return np.concatenate([np.tile(per_unit, units), np.ones(2 * units, np.float32)])  # + teams, types
-
-
-def checked_scale(env, state_dim: int) -> np.ndarray:
-    """`world_state_scale(env)`, checked against the world state's size (JaxMARL's layout)."""
-    scale = world_state_scale(env)
+    scale = np.concatenate([np.tile(per_unit, units), np.ones(2 * units, np.float32)])  # + teams, types
     if scale.size != state_dim:
         raise ValueError(
             f"SMAX's world state has {state_dim} features; kqmix expected {scale.size} (each unit's "
@@ -95,7 +91,7 @@ class SMAXEnv(MultiAgentEnv):
         obs, state = self._reset(self._key)
         if self._world is not None:
             self.state_dim = int(np.asarray(self._world(state)).size)
-            self._state_scale = checked_scale(self._env, self.state_dim)
+            self._state_scale = world_state_scale(self._env, self.state_dim)
             notes.append("global state = SMAX's world state, positions divided by the map size")
         else:
             self.state_dim = self.n_agents * self.obs_dim
