@@ -76,9 +76,10 @@ def aligned(runs, metric: str):
 def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path:
     """Plots return and greedy test return against env steps for each group of runs.
 
-    A group of several seeds is drawn as its mean with a band from the lowest
+    Runs that log a greedy test win rate (SMAX) get a third panel for it. A
+    group of several seeds is drawn as its mean with a band from the lowest
     to the highest seed. `baselines` (label -> return), if given, are drawn
-    as dashed horizontal lines on both axes (e.g. random actions).
+    as dashed horizontal lines on the return axes (e.g. random actions).
     """
     import matplotlib
 
@@ -97,11 +98,13 @@ def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path
     if len(groups) > 1:
         for key, extra in _distinct_settings(groups).items():
             labels[key] += f" {extra}" if extra else ""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    panels = [("return_mean", "training return (exploring)"), ("test_return_mean", "greedy test return")]
+    if any(row.get("test_win_rate") is not None for runs in groups.values() for rows in runs for row in rows):
+        panels.append(("test_win_rate", "greedy test win rate"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharex=True)
     for key, runs in groups.items():
         n = len(runs)
-        for ax, metric, title in ((axes[0], "return_mean", "training return (exploring)"),
-                                  (axes[1], "test_return_mean", "greedy test return")):
+        for ax, (metric, title) in zip(axes, panels):
             steps, values = aligned(runs, metric)
             if not len(steps):
                 continue
@@ -111,12 +114,14 @@ def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path
                 ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
             ax.set_title(title)
     for label, value in (baselines or {}).items():
-        for ax in axes:
+        for ax in axes[:2]:
             ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=label)
     for ax in axes:
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("episode return")
+    if len(panels) > 2:
+        axes[2].set_ylim(-0.02, 1.02)
     axes[1].legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     out = Path(out)

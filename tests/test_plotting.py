@@ -15,6 +15,28 @@ def test_plot_writes_a_png(reference_runs, tmp_path, kqmix):
     assert image[..., :3].std() > 0.01  # not a blank canvas
 
 
+def test_win_rates_get_their_own_panel(reference_runs, tmp_path):
+    import json
+    import shutil
+
+    import matplotlib.image
+
+    from kqmix import rundir
+    from kqmix.plotting import plot_runs
+
+    # The same run, once as it is and once as a SMAX run logs it (a win rate with each greedy test).
+    smax = tmp_path / "smax"
+    shutil.copytree(reference_runs["a"], smax)
+    rows = rundir.read_metrics(smax)
+    for row in rows:
+        row["test_win_rate"] = None if row.get("test_return_mean") is None else 0.5
+    (smax / rundir.METRICS_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    plain, with_wins = tmp_path / "plain.png", tmp_path / "wins.png"
+    plot_runs([reference_runs["a"]], plain)
+    plot_runs([smax], with_wins)
+    width_plain = matplotlib.image.imread(plain).shape[1]
+    assert matplotlib.image.imread(with_wins).shape[1] == pytest.approx(1.5 * width_plain, abs=2)
+
 
 def test_plot_draws_baselines(reference_runs, tmp_path):
     import matplotlib.image
