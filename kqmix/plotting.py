@@ -122,7 +122,7 @@ def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path
     axes[0].set_ylabel("episode return")
     if len(panels) > 2:
         axes[2].set_ylim(-0.02, 1.02)
-    axes[1].legend(loc="lower right", fontsize="small")
+    axes[1].legend(loc="best", fontsize="small")
     fig.tight_layout()
     out = Path(out)
     if out.suffix.lower() != ".png":
