@@ -30,7 +30,7 @@ def test_win_rates_get_their_own_panel(reference_runs, tmp_path):
     rows = rundir.read_metrics(smax)
     for row in rows:
         row["test_win_rate"] = None if row.get("test_return_mean") is None else 0.5
-    (smax / rundir.METRICS_FILE).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    rundir.metrics_path(smax).write_text("".join(json.dumps(row) + "\n" for row in rows))
     plain, with_wins = tmp_path / "plain.png", tmp_path / "wins.png"
     plot_runs([reference_runs["a"]], plain)
     plot_runs([smax], with_wins)
