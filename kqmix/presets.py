@@ -86,7 +86,7 @@ PRESETS.update({
     # (docs/environments.md, "MPE simple_spread").
     # 64 greedy test episodes: at 32 a test mean's standard error (about 2.3)
     # made a run's best test a noisy maximum that a flat curve could not match
-    # (docs/results.md, "MPE simple_spread").
+    # (docs/results.md, "Against the criteria").
     "mpe_spread": dict(
         KQMIX_QMIX, env="pettingzoo", env_key="mpe2.simple_spread_v3", t_max=2_000_000,
         bootstrap_truncated=False, test_interval=20_000, test_nepisode=64, log_interval=20_000,
