@@ -51,7 +51,11 @@ class EpisodeBuffer:
             raise ValueError(
                 f"Cannot sample {batch_size} episodes from a buffer holding {self.size}."
             )
-        idx = np.sort(rng.choice(self.size, size=batch_size, replace=False))
+        idx = rng.choice(self.size, size=batch_size, replace=False)
+        # Longest episode first (then by slot): the order in which the learner's recurrence
+        # skips finished episodes (`QLearner.packs_episodes`), so it need not reorder the batch.
+        lengths = self.data["filled"][idx].sum(axis=1)
+        idx = idx[np.lexsort((idx, -lengths))]
         return {key: self.data[key][idx] for key in BATCH_KEYS}
 
     def get_state(self) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
-from .recurrence import RECURRENCES, gru_sequence, resolve_recurrence
+from .recurrence import RECURRENCES, active_rows_of, agent_sequence, resolve_recurrence
 
 _PACKAGE = "kqmix"
 
@@ -192,7 +192,7 @@ class QMixer(keras.layers.Layer):
         qs = ops.cast(qs, self.compute_dtype)
         w1 = ops.reshape(self.hyper_w1(s), (-1, self.n_agents, self.embed_dim))  # (M, N, E)
         b1 = self.hyper_b1(s)  # (M, E)
-        hidden = ops.elu(ops.einsum("mn,mne->me", qs, w1) + b1)  # (M, E)
+        hidden = ops.elu(ops.matmul(qs[:, None, :], w1)[:, 0] + b1)  # (M, E): M products (1, N) @ (N, E)
         w_final = self.hyper_w_final(s)  # (M, E)
         v = self.hyper_v(s)[:, 0]  # (M,)
         q_tot = ops.sum(hidden * w_final, axis=-1) + v  # (M,)
@@ -282,8 +282,10 @@ class RNNAgent(keras.layers.Layer):
     * `call([obs, last_action])` runs whole episodes for training:
       `obs (B, T, N, O)`, `last_action (B, T, N)` int -> `q (B, T, N, A)`.
       The recurrence is the Keras `GRU` over time (cuDNN on a GPU), or the
-      same GRU computed by `kqmix.recurrence.gru_sequence` (see `recurrence`).
-      The agent index is the position on the N axis.
+      same network computed by `kqmix.recurrence.agent_sequence` (see `recurrence`).
+      The agent index is the position on the N axis. It is
+      `sequence_q(sequence_features(obs, last_action))`, time-major inside;
+      the learner calls those two itself.
     * `step(obs, agent_id, last_action, hidden)` advances one timestep for
       acting: `obs (B, O)`, `agent_id (B,)`, `last_action (B,)`, `hidden (B, H)`
       -> `(q (B, A), next_hidden (B, H))`. B is any batch of agents.
@@ -297,7 +299,7 @@ class RNNAgent(keras.layers.Layer):
         kernel_initializer: initializer of the two Dense kernels (the GRU
             keeps Keras's defaults); defaults to `default_kernel_initializer()`.
         recurrence: how `call` runs the GRU: `keras` (the `GRU` layer),
-            `fused` (`gru_sequence`: the same function of the same weights in
+            `fused` (`agent_sequence`: the same function of the same weights in
             fewer ops, faster on a CPU) or `auto` (`keras` when a GPU is
             visible, else `fused`; decided when `call` is traced). `step`
             always uses the GRU cell.
@@ -416,36 +418,44 @@ class RNNAgent(keras.layers.Layer):
 
     def call(self, inputs):
         obs, last_action = inputs  # (B, T, N, O), (B, T, N)
-        if resolve_recurrence(self.recurrence) == "fused":
-            return self._call_fused(obs, last_action)
-        n = self.n_agents
-        steps = ops.shape(obs)[1]
-        agent_id = ops.broadcast_to(
-            ops.arange(n, dtype="int32"), ops.shape(last_action)
-        )  # (B, T, N)
-        x = self.build_features(obs, agent_id, last_action)  # (B, T, N, F)
-        x = self.fc1(x)  # (B, T, N, H)
-        x = ops.transpose(x, (0, 2, 1, 3))  # (B, N, T, H)
-        x = ops.reshape(x, (-1, steps, self.hidden_dim))  # (B*N, T, H)
-        h = self.gru(x)  # (B*N, T, H)
-        q = self.fc2(h)  # (B*N, T, A)
-        q = ops.reshape(q, (-1, n, steps, self.n_actions))  # (B, N, T, A)
-        return ops.transpose(q, (0, 2, 1, 3))  # (B, T, N, A)
+        q = self.sequence_q(self.sequence_features(obs, last_action))  # (T, B, N, A)
+        return ops.transpose(q, (1, 0, 2, 3))  # (B, T, N, A)
 
-    def _call_fused(self, obs, last_action):
-        """`call` with `gru_sequence`, time-major inside."""
-        n = self.n_agents
+    def sequence_features(self, obs, last_action):
+        """The network's input over whole episodes, time-major.
+
+        obs `(B, T, N, O)`, last_action `(B, T, N)` -> `(T, B, N, F)`. It
+        depends on the layout only, not on the weights: agents of one
+        configuration (a learner's online and target agents) can share it.
+        """
         obs = ops.transpose(obs, (1, 0, 2, 3))  # (T, B, N, O)
         last_action = ops.transpose(last_action, (1, 0, 2))  # (T, B, N)
-        agent_id = ops.broadcast_to(ops.arange(n, dtype="int32"), ops.shape(last_action))  # (T, B, N)
-        x = self.fc1(self.build_features(obs, agent_id, last_action))  # (T, B, N, H)
-        steps = ops.shape(x)[0]
-        x = ops.reshape(x, (steps, -1, self.hidden_dim))  # (T, B*N, H)
-        cell = self.gru.cell
-        weights = [ops.cast(w, self.compute_dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)]
-        h = gru_sequence(x, *weights)  # (T, B*N, H)
-        q = ops.reshape(self.fc2(h), (steps, -1, n, self.n_actions))  # (T, B, N, A)
-        return ops.transpose(q, (1, 0, 2, 3))  # (B, T, N, A)
+        agent_id = ops.broadcast_to(ops.arange(self.n_agents, dtype="int32"), ops.shape(last_action))  # (T, B, N)
+        return self.build_features(obs, agent_id, last_action)
+
+    def sequence_q(self, features, lengths=None):
+        """Q-values of whole episodes from `sequence_features`: `(T, B, N, F)` -> `(T, B, N, A)`.
+
+        lengths `(B,)` int, optional, with episodes ordered longest first:
+        episode b needs its Q-values at steps `t < lengths[b]` only. The
+        fused recurrence then skips the rest (they come out 0); the Keras
+        GRU computes them anyway. Raises `InvalidArgumentError` if the
+        lengths are not in order.
+        """
+        n = self.n_agents
+        steps = ops.shape(features)[0]
+        if resolve_recurrence(self.recurrence) == "fused":
+            active_rows = None if lengths is None else active_rows_of(lengths, steps, n)  # rows b*N + i
+            x = ops.reshape(features, (steps, -1, features.shape[-1]))  # (T, B*N, F)
+            cell = self.gru.cell
+            weights = [self.fc1.kernel, self.fc1.bias, cell.kernel, cell.recurrent_kernel, cell.bias,
+                       self.fc2.kernel, self.fc2.bias]
+            q = agent_sequence(x, *(ops.cast(w, self.compute_dtype) for w in weights), active_rows=active_rows)
+        else:
+            x = ops.reshape(self.fc1(features), (steps, -1, self.hidden_dim))  # (T, B*N, H)
+            h = ops.transpose(self.gru(ops.transpose(x, (1, 0, 2))), (1, 0, 2))  # the GRU is batch-major
+            q = self.fc2(h)  # (T, B*N, A)
+        return ops.reshape(q, (steps, -1, n, self.n_actions))  # (T, B, N, A)
 
     def step(self, obs, agent_id, last_action, hidden):
         """One recurrent step for acting (on a built layer); see the class docstring for shapes."""

@@ -12,6 +12,7 @@ import tensorflow as tf
 from .batch import BATCH_KEYS, episode_layout
 from .masks import widen_masks_tf
 from .networks import agent_from_config, build_qmix_model, mixer_from_config
+from .recurrence import resolve_recurrence
 
 
 def lambda_returns(reward, terminated, filled, next_value, gamma, td_lambda):
@@ -145,6 +146,15 @@ class QLearner:
             self.optimizer.learning_rate.assign(self.learning_rate_at(t_env))
 
     @property
+    def packs_episodes(self) -> bool:
+        """Whether the train step skips the agents' steps after each episode's end.
+
+        The fused recurrence does (`kqmix.recurrence`), except under XLA, which needs every
+        shape static; the Keras GRU computes every step.
+        """
+        return resolve_recurrence(self.agent.recurrence) == "fused" and not self.config.jit_compile
+
+    @property
     def trainable_variables(self):
         return list(self.agent.trainable_variables) + list(self.mixer.trainable_variables)
 
@@ -175,6 +185,16 @@ class QLearner:
         Called inside the gradient tape; the targets carry no gradient.
         """
         c = self.config
+        lengths = order = None
+        if self.packs_episodes:
+            # Longest episode first, so that the agents' recurrence skips the steps after each
+            # episode's end (`kqmix.recurrence.agent_sequence`); the results are put back in order.
+            lengths = tf.cast(tf.reduce_sum(batch["filled"], axis=1), tf.int32) + 1  # + the last observation
+            order = tf.argsort(lengths, direction="DESCENDING", stable=True)
+            lengths = tf.gather(lengths, order)
+            # `EpisodeBuffer.sample` gives episodes in this order already: then nothing is copied.
+            batch = tf.cond(tf.reduce_all(order == tf.range(tf.size(order))), lambda: dict(batch),
+                            lambda: {key: tf.gather(value, order) for key, value in batch.items()})
         obs = batch["obs"]  # (B, T+1, N, O)
         state = batch["state"]  # (B, T+1, S)
         avail = batch["avail_actions"]  # (B, T+1, N, A)
@@ -183,12 +203,15 @@ class QLearner:
         terminated = batch["terminated"]  # (B, T)
         filled = batch["filled"]  # (B, T)
 
-        # Padded steps carry empty masks (kqmix.masks).
-        avail = widen_masks_tf(avail) > 0.5  # (B, T+1, N, A)
-
         # The last action fed to the agent at t is the action taken at t-1.
         first = -tf.ones_like(actions[:, :1])
         last_action = tf.concat([first, actions], axis=1)  # (B, T+1, N)
+
+        # Time-major from here on, as the agents' recurrence runs.
+        actions = tf.transpose(actions, (1, 0, 2))  # (T, B, N)
+        state = tf.transpose(state, (1, 0, 2))  # (T+1, B, S)
+        # Padded steps carry empty masks (kqmix.masks).
+        avail = tf.transpose(widen_masks_tf(avail), (1, 0, 2, 3)) > 0.5  # (T+1, B, N, A)
 
         if c.standardise_rewards:
             reward = (reward - self.reward_stats.mean) / tf.sqrt(self.reward_stats.var + 1e-8)
@@ -197,21 +220,30 @@ class QLearner:
             next_filled = tf.concat([filled[:, 1:], tf.zeros_like(filled[:, :1])], axis=1)
             terminated = tf.maximum(terminated, filled * (1.0 - next_filled))
 
-        q = tf.cast(self.agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
-        chosen = tf.gather(q[:, :-1], actions, batch_dims=3)  # (B, T, N)
-        q_tot = tf.cast(self.mixer([chosen, state[:, :-1]]), tf.float32)  # (B, T)
+        # The online and target agents read the same input, built once.
+        features = self.agent.sequence_features(obs, last_action)  # (T+1, B, N, F)
+        q = tf.cast(self.agent.sequence_q(features, lengths), tf.float32)  # (T+1, B, N, A)
+        # The taken actions' Qs as a masked sum over all T+1 steps (the last one has no action, -1):
+        # its gradient is one product, where a gather's is a scatter and a slice's a padded copy.
+        taken = tf.one_hot(tf.concat([actions, -tf.ones_like(actions[:1])], axis=0), q.shape[-1])  # (T+1, B, N, A)
+        chosen = tf.reduce_sum(q * taken, axis=-1)[:-1]  # (T, B, N)
+        q_tot = tf.cast(self.mixer([chosen, state[:-1]]), tf.float32)  # (T, B)
 
-        target_q = tf.cast(self.target_agent([obs, last_action]), tf.float32)  # (B, T+1, N, A)
+        target_q = tf.cast(self.target_agent.sequence_q(features, lengths), tf.float32)  # (T+1, B, N, A)
         neg_inf = tf.constant(-np.inf, tf.float32)
         if c.double_q:
             # The online agents pick the bootstrap action, the target agents value it.
-            online_next = tf.where(avail[:, 1:], tf.stop_gradient(q[:, 1:]), neg_inf)
-            best = tf.argmax(online_next, axis=-1, output_type=tf.int32)  # (B, T, N)
-            next_q = tf.gather(target_q[:, 1:], best, batch_dims=3)  # (B, T, N)
+            online_next = tf.where(avail[1:], tf.stop_gradient(q[1:]), neg_inf)
+            best = tf.argmax(online_next, axis=-1, output_type=tf.int32)  # (T, B, N)
+            next_q = tf.gather(target_q[1:], best, batch_dims=3)  # (T, B, N)
         else:
-            next_q = tf.reduce_max(tf.where(avail[:, 1:], target_q[:, 1:], neg_inf), axis=-1)
-        next_tot = tf.cast(self.target_mixer([next_q, state[:, 1:]]), tf.float32)  # (B, T)
+            next_q = tf.reduce_max(tf.where(avail[1:], target_q[1:], neg_inf), axis=-1)
+        next_tot = tf.cast(self.target_mixer([next_q, state[1:]]), tf.float32)  # (T, B)
+        q_tot, next_tot = tf.transpose(q_tot), tf.transpose(next_tot)  # (B, T)
         targets = lambda_returns(reward, terminated, filled, next_tot, c.gamma, c.td_lambda)
+        if order is not None:
+            inverse = tf.math.invert_permutation(order)
+            q_tot, targets = tf.gather(q_tot, inverse), tf.gather(targets, inverse)
         return q_tot, tf.stop_gradient(targets)
 
     def td_terms(self, batch):

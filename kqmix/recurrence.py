@@ -1,16 +1,28 @@
-"""The agent's GRU over whole sequences with a hand-written backward pass (for CPUs).
+"""The agent network over whole sequences in one loop with a hand-written backward pass (for CPUs).
 
-`gru_sequence` is `keras.layers.GRU` with the settings `RNNAgent` uses
-(reset_after=True, tanh, sigmoid, zero initial state, gate order z, r, h) on
-the same weights, with the forward pass of Keras's GRUCell. What differs is
-the gradient: autodiff through a Keras RNN costs four matmuls per step (the
-input, recurrent and both weight gradients) plus slicing gradients; here
+`agent_sequence` is `RNNAgent`'s network, Dense(ReLU) -> `keras.layers.GRU`
+-> Dense, with the GRU settings `RNNAgent` uses (reset_after=True, tanh,
+sigmoid, zero initial state, gate order z, r, h), on the same weights and with
+the forward arithmetic of Keras's Dense and GRUCell. What differs is how it
+runs: each step of the loop applies the whole network to that step's rows, so
+every matmul has a few hundred rows (sizes a CPU multiplies efficiently) and
+no (T, M, ...) intermediate is built but the Q-values; and the gradient is
+written by hand instead of autodiff through every op of the step:
 
-* the forward loop also keeps each step's gates (z, r, h~ and h @ U_h + b_h);
-* the backward loop does the gate arithmetic and one matmul per step (dL/dh_{t-1});
-* the weight gradients and dL/dx are single matmuls over all steps after the loop.
+* the forward loop also keeps what the backward step needs (the first
+  layer's output, h_{t-1}, z, r, h~, h_{t-1} @ U_h + b_h and h_t), each in
+  its own TensorArray, no copies;
+* the backward loop does the gate arithmetic and one matmul per step on its
+  critical path (dL/dh_{t-1}); the step's weight gradients, accumulated in
+  the loop, are matmuls off that path, which TensorFlow runs beside it on a
+  second core (`kqmix.threads`: two inter-op threads).
 
-On a GPU the Keras layer (cuDNN) is faster; `resolve_recurrence` picks.
+Given how long each sequence runs (`active_rows`, sequences longest first),
+each step computes only the rows still running, as cuDNN does with packed
+sequences: a batch of episodes of different lengths costs what its steps
+cost, not its longest episode times its size.
+
+On a GPU the Keras layers (cuDNN) are faster; `resolve_recurrence` picks.
 Shape legend as in `kqmix.layers`; M is any batch of sequences (B*N agents).
 """
 
@@ -30,77 +42,145 @@ def resolve_recurrence(choice: str) -> str:
     return "keras" if tf.config.list_logical_devices("GPU") else "fused"
 
 
-def gru_sequence(x, kernel, recurrent_kernel, bias):
-    """Hidden states of a GRU from a zero state.
+def active_rows_of(lengths, steps, rows_per_sequence=1):
+    """`agent_sequence`'s `active_rows` `(steps,)` for sequences of `lengths` `(B,)`, longest first.
 
-    x `(T, M, F)` time-major, kernel `(F, 3H)`, recurrent_kernel `(H, 3H)`,
-    bias `(2, 3H)` (input bias, recurrent bias: Keras's GRU weights) -> `(T, M, H)`.
-    Differentiable in every argument.
+    Sequence b takes rows `[b * rows_per_sequence, (b + 1) * rows_per_sequence)`
+    and runs for steps `t < lengths[b]`. Raises `InvalidArgumentError` if the
+    lengths are not ordered longest first.
     """
-    kernel, recurrent_kernel, bias = (tf.convert_to_tensor(w, x.dtype) for w in (kernel, recurrent_kernel, bias))
-    return _recurrence(x, kernel, recurrent_kernel, bias)
+    lengths = tf.cast(lengths, tf.int32)
+    check = tf.debugging.assert_non_negative(lengths[:-1] - lengths[1:], "lengths must be ordered longest first")
+    with tf.control_dependencies([check]):
+        running = lengths[None, :] > tf.range(steps)[:, None]  # (steps, B)
+    return rows_per_sequence * tf.reduce_sum(tf.cast(running, tf.int32), axis=1)
 
 
-@tf.custom_gradient
-def _recurrence(x, kernel, recurrent_kernel, bias):
-    """`gru_sequence` with its hand-written gradient."""
-    steps, rows = tf.shape(x)[0], tf.shape(x)[1]
-    units = recurrent_kernel.shape[0]
-    dtype = x.dtype
-    row_shape = tf.TensorShape([x.shape[1], units])  # (M, H)
-    inputs = tf.TensorArray(dtype, size=steps, element_shape=x.shape[1:]).unstack(x)
+def agent_sequence(features, fc1_kernel, fc1_bias, kernel, recurrent_kernel, bias, fc2_kernel, fc2_bias,
+                   active_rows=None):
+    """Q-values of the agent network over whole sequences from a zero GRU state.
 
-    def forward(t, h, hs, saved):
-        # Keras's GRUCell arithmetic (reset_after=True).
-        projected = tf.matmul(inputs.read(t), kernel) + bias[0]  # (M, 3H)
-        inner = tf.matmul(h, recurrent_kernel) + bias[1]  # (M, 3H)
+    features `(T, M, F)` time-major; fc1 `(F, H)`, `(H,)`; the GRU's kernel
+    `(H, 3H)`, recurrent_kernel `(H, 3H)`, bias `(2, 3H)` (input bias,
+    recurrent bias: Keras's GRU weights); fc2 `(H, A)`, `(A,)` -> `(T, M, A)`.
+    Differentiable in every weight. The features are data (observations and
+    one-hots): they get no gradient (None).
+
+    active_rows `(T,)` int, optional: step t is computed for rows
+    `[0, active_rows[t])` only, and its other rows' Q-values are 0. The rows
+    must be ordered by how long they run, longest first (active_rows never
+    increases): a row that stops does not start again, so its hidden state is
+    dropped. Steps after the last active one are not run at all. Default:
+    every row at every step.
+    """
+    packed = active_rows is not None
+    if not packed:
+        active_rows = tf.fill(tf.shape(features)[:1], tf.shape(features)[1])
+    weights = (fc1_kernel, fc1_bias, kernel, recurrent_kernel, bias, fc2_kernel, fc2_bias)
+    return _SEQUENCES[packed](tf.stop_gradient(features), tf.cast(active_rows, tf.int32),
+                              *(tf.convert_to_tensor(w, features.dtype) for w in weights))
+
+
+def _sequence_with_gradient(packed: bool):
+    """`agent_sequence` with its hand-written gradient; `packed`: skip the rows `active_rows` leaves out.
+
+    Unpacked, every shape is static (as XLA needs); packed, the number of rows changes from step to step.
+    """
+
+    @tf.custom_gradient
+    def sequence_and_gradient(features, active_rows, *weights):
+        return _agent_sequence(features, active_rows, *weights, packed=packed)
+
+    return sequence_and_gradient
+
+
+def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurrent_kernel, bias, fc2_kernel,
+                    fc2_bias, packed):
+    all_steps, rows = tf.shape(features)[0], tf.shape(features)[1]
+    # The leading steps with a row to compute.
+    steps = tf.reduce_sum(tf.cast(active_rows > 0, tf.int32)) if packed else all_steps
+    units, n_actions = recurrent_kernel.shape[0], fc2_kernel.shape[1]
+    dtype = features.dtype
+    row_shape = tf.TensorShape([None if packed else features.shape[1], units])  # (m, H): a step's active rows
+
+    def sequence(element_shape):
+        # Packed, the elements' number of rows varies (an eager TensorArray would insist on one).
+        return tf.TensorArray(dtype, size=steps, element_shape=element_shape, infer_shape=not packed)
+
+    def rows_to(tensor, m):
+        """`tensor` (k, ...) cut or zero-padded to its first m rows (the tensor itself, unpacked)."""
+        if not packed:
+            return tensor
+        padding = tf.maximum(m - tf.shape(tensor)[0], 0)
+        return tf.pad(tensor[:m], [[0, padding]] + [[0, 0]] * (tensor.shape.rank - 1))
+
+    input_bias, recurrent_bias = tf.unstack(bias)  # (3H,) each
+    # Loop variables whose number of rows changes from step to step.
+    invariants = (tf.TensorShape([]), row_shape, tf.TensorShape(None), (tf.TensorShape(None),) * 7) if packed else None
+
+    def forward(t, h, qs, saved):
+        m = active_rows[t]
+        h = rows_to(h, m)  # rows that stopped drop out
+        # Keras's Dense and GRUCell (reset_after=True) arithmetic; `bias_add` lets
+        # TensorFlow fuse each bias (and the ReLU) into its matmul.
+        x = tf.nn.relu(tf.nn.bias_add(tf.matmul(rows_to(features[t], m), fc1_kernel), fc1_bias))  # (m, H)
+        projected = tf.nn.bias_add(tf.matmul(x, kernel), input_bias)  # (m, 3H)
+        inner = tf.nn.bias_add(tf.matmul(h, recurrent_kernel), recurrent_bias)  # (m, 3H)
         x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
         inner_z, inner_r, inner_h = tf.split(inner, 3, axis=-1)
         z = tf.sigmoid(x_z + inner_z)
         r = tf.sigmoid(x_r + inner_r)
         candidate = tf.tanh(x_h + r * inner_h)
-        h_next = z * h + (1 - z) * candidate  # (M, H)
-        # What the backward pass needs of this step: (M, 4H).
-        saved = saved.write(t, tf.concat([z, r, candidate, inner_h], axis=-1))
-        return t + 1, h_next, hs.write(t, h_next), saved
+        h_next = z * h + (1 - z) * candidate  # (m, H)
+        q = tf.nn.bias_add(tf.matmul(h_next, fc2_kernel), fc2_bias)  # (m, A)
+        # What the backward step needs, each (m, H).
+        saved = tuple(ta.write(t, value) for ta, value in zip(saved, (x, h, z, r, candidate, inner_h, h_next)))
+        return t + 1, h_next, qs.write(t, rows_to(q, rows)), saved
 
     h0 = tf.zeros((rows, units), dtype)
-    hs = tf.TensorArray(dtype, size=steps, element_shape=row_shape)
-    saved = tf.TensorArray(dtype, size=steps, element_shape=row_shape[:1].concatenate([4 * units]))
-    _, _, hs, saved = tf.while_loop(lambda t, *_: t < steps, forward, (0, h0, hs, saved))
-    h_out = hs.stack()  # (T, M, H)
+    start = (0, h0, sequence(tf.TensorShape([features.shape[1], n_actions])), tuple(sequence(row_shape) for _ in range(7)))
+    _, _, qs, saved = tf.while_loop(lambda t, *_: t < steps, forward, start, shape_invariants=invariants)
+    q_out = qs.stack()  # (steps, M, A)
+    if packed:  # the steps after the last active one are 0
+        q_out = tf.pad(q_out, [[0, all_steps - steps], [0, 0], [0, 0]])
 
     def backward(d_out):
-        # d_out (T, M, H): dLoss/dh_t from outside the recurrence.
-        d_out = tf.TensorArray(dtype, size=steps, element_shape=row_shape).unstack(d_out)
-        h_prev = tf.concat([h0[None], h_out[:-1]], axis=0)  # (T, M, H): h_{t-1}
-        h_prevs = tf.TensorArray(dtype, size=steps, element_shape=row_shape).unstack(h_prev)
-        u_t = tf.transpose(recurrent_kernel)  # (3H, H)
+        # d_out (T, M, A): dLoss/dq_t from outside the network.
+        fc2_t, k_t, u_t = (tf.transpose(w) for w in (fc2_kernel, kernel, recurrent_kernel))  # (A, H), (3H, H), (3H, H)
 
-        def step_back(t, carry, d_inners, d_projected):
-            z, r, candidate, inner_h = tf.split(saved.read(t), 4, axis=-1)
-            dh = d_out.read(t) + carry  # (M, H): total dLoss/dh_t
+        def step_back(t, carry, grads):
+            m = active_rows[t]
+            x, h_prev, z, r, candidate, inner_h, h = (ta.read(t) for ta in saved)
+            dq = rows_to(d_out[t], m)  # (m, A)
+            # Rows that stopped after this step get nothing back from later steps.
+            dh = tf.matmul(dq, fc2_t) + rows_to(carry, m)  # (m, H): total dLoss/dh_t
             # Through h_t = z * h + (1 - z) * h~, h~ = tanh(x_h + r * inner_h), z and r sigmoids.
             d_h = dh * (1 - z) * (1 - candidate * candidate)  # d pre-activation of h~
-            d_z = dh * (h_prevs.read(t) - candidate) * z * (1 - z)
+            d_z = dh * (h_prev - candidate) * z * (1 - z)
             d_r = d_h * inner_h * r * (1 - r)
-            d_inner = tf.concat([d_z, d_r, d_h * r], axis=-1)  # (M, 3H): d(h @ U + b_h)
-            carry = dh * z + tf.matmul(d_inner, u_t)  # (M, H): dLoss/dh_{t-1}
-            d_projected = d_projected.write(t, tf.concat([d_z, d_r, d_h], axis=-1))  # d(x @ W + b_x)
-            return t - 1, carry, d_inners.write(t, d_inner), d_projected
+            d_inner = tf.concat([d_z, d_r, d_h * r], axis=-1)  # (m, 3H): d(h @ U + b_h)
+            carry = dh * z + tf.matmul(d_inner, u_t)  # (m, H): dLoss/dh_{t-1}, the critical path
+            # Off the critical path: this step's share of every weight gradient.
+            d_projected = tf.concat([d_z, d_r, d_h], axis=-1)  # (m, 3H): d(x @ W + b_x)
+            d_fc1 = tf.raw_ops.ReluGrad(gradients=tf.matmul(d_projected, k_t), features=x)  # (m, H): d pre-ReLU
+            step = (
+                tf.matmul(rows_to(features[t], m), d_fc1, transpose_a=True),  # (F, H)
+                tf.reduce_sum(d_fc1, axis=0),  # (H,)
+                tf.matmul(x, d_projected, transpose_a=True),  # (H, 3H)
+                tf.matmul(h_prev, d_inner, transpose_a=True),  # (H, 3H)
+                tf.stack([tf.reduce_sum(d_projected, axis=0), tf.reduce_sum(d_inner, axis=0)]),  # (2, 3H)
+                tf.matmul(h, dq, transpose_a=True),  # (H, A)
+                tf.reduce_sum(dq, axis=0),  # (A,)
+            )
+            return t - 1, carry, tuple(total + g for total, g in zip(grads, step))
 
-        shape_3h = row_shape[:1].concatenate([3 * units])
-        grads = [tf.TensorArray(dtype, size=steps, element_shape=shape_3h) for _ in range(2)]
-        _, _, d_inners, d_projected = tf.while_loop(
-            lambda t, *_: t >= 0, step_back, (steps - 1, tf.zeros_like(h0), *grads))
-        # The weight gradients: sums over all steps, as one matmul each.
-        d_inners = tf.reshape(d_inners.stack(), (-1, 3 * units))  # (T*M, 3H)
-        d_projected = tf.reshape(d_projected.stack(), (-1, 3 * units))  # (T*M, 3H)
-        flat_x = tf.reshape(x, (-1, x.shape[-1]))  # (T*M, F)
-        d_x = tf.reshape(tf.matmul(d_projected, kernel, transpose_b=True), tf.shape(x))
-        d_kernel = tf.matmul(flat_x, d_projected, transpose_a=True)  # (F, 3H)
-        d_recurrent = tf.matmul(tf.reshape(h_prev, (-1, units)), d_inners, transpose_a=True)  # (H, 3H)
-        d_bias = tf.stack([tf.reduce_sum(d_projected, axis=0), tf.reduce_sum(d_inners, axis=0)])  # (2, 3H)
-        return d_x, d_kernel, d_recurrent, d_bias
+        weights = (fc1_kernel, fc1_bias, kernel, recurrent_kernel, bias, fc2_kernel, fc2_bias)
+        start = (steps - 1, tf.zeros((0 if packed else rows, units), dtype), tuple(tf.zeros_like(w) for w in weights))
+        invariants = (tf.TensorShape([]), row_shape, tuple(w.shape for w in weights)) if packed else None
+        _, _, grads = tf.while_loop(lambda t, *_: t >= 0, step_back, start, shape_invariants=invariants)
+        return (None, None, *grads)
 
-    return h_out, backward
+    return q_out, backward
+
+
+_SEQUENCES = {packed: _sequence_with_gradient(packed) for packed in (False, True)}

@@ -1,9 +1,10 @@
-"""The fused GRU recurrence equals the Keras GRU: same Q-values, same gradients, same update.
+"""The fused agent network equals the Keras layers: same Q-values, same gradients, same update.
 
 Tolerances. Both paths compute the same real function in float32 (unit
 roundoff u = 2**-24); they differ only in the order of roundings: the
 backward pass uses a hand-written formula instead of autodiff's chain, and
-sums the weight gradients over all steps in one matmul instead of per step.
+sums the weight gradients over the steps in another order (one step's rows
+at a time, where autodiff sums each Dense layer's over all steps at once).
 A sum or dot product of n terms computed in two orders differs by at most
 about 2 * n * u * sum(|terms|) (the standard gamma_n bound, once per order),
 and sum(|terms|) is bounded by the gradient entries' magnitude times a small
@@ -18,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from kqmix.layers import RNNAgent
-from kqmix.recurrence import gru_sequence, resolve_recurrence
+from kqmix.recurrence import active_rows_of, agent_sequence, resolve_recurrence
 
 U32 = 2.0**-24
 
@@ -68,24 +69,68 @@ def test_fused_agent_equals_keras_agent(batch, steps, n_agents, mode, rng):
         assert_close(grad, ref, steps * rows + features + 3 * hidden)
 
 
-def test_gru_sequence_input_gradient_equals_keras(rng):
-    steps, rows, features, units = 11, 5, 6, 4
+def test_agent_sequence_equals_keras_layers_and_leaves_the_features_alone(rng):
+    steps, rows, features, units, actions = 11, 5, 6, 4, 3
+    fc1 = keras.layers.Dense(units, activation="relu")
     gru = keras.layers.GRU(units, return_sequences=True)
-    gru.build((None, None, features))
-    gru.cell.bias.assign(rng.normal(scale=0.5, size=(2, 3 * units)))
+    fc2 = keras.layers.Dense(actions)
+    fc1.build((None, features))
+    gru.build((None, None, units))
+    fc2.build((None, units))
+    for layer in (fc1, gru.cell, fc2):
+        layer.bias.assign(rng.normal(scale=0.5, size=layer.bias.shape))
+    weights = [fc1.kernel, fc1.bias, gru.cell.kernel, gru.cell.recurrent_kernel, gru.cell.bias, fc2.kernel, fc2.bias]
+    # Some first-layer units at zero, so the ReLU's gradient is exercised on both sides.
     x = tf.constant(rng.normal(size=(steps, rows, features)).astype("float32"))
-    weights = tf.constant(rng.normal(size=(steps, rows, units)).astype("float32"))
+    loss_weights = tf.constant(rng.normal(size=(steps, rows, actions)).astype("float32"))
     results = []
-    for fn in (lambda x: tf.transpose(gru(tf.transpose(x, (1, 0, 2))), (1, 0, 2)),
-               lambda x: gru_sequence(x, gru.cell.kernel, gru.cell.recurrent_kernel, gru.cell.bias)):
+    for fn in (lambda x: tf.transpose(fc2(gru(fc1(tf.transpose(x, (1, 0, 2))))), (1, 0, 2)),
+               lambda x: agent_sequence(x, *weights)):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            h = fn(x)
-            loss = tf.reduce_sum(h * weights)
-        results.append((h, tape.gradient(loss, x)))
-    (h_ref, dx_ref), (h, dx) = results
-    assert_close(h, h_ref, steps * (features + 3 * units))
-    assert_close(dx, dx_ref, steps * rows + 3 * units)
+            q = fn(x)
+            loss = tf.reduce_sum(q * loss_weights)
+        results.append((q, tape.gradient(loss, [x, *weights])))
+    (q_ref, g_ref), (q, g) = results
+    assert_close(q, q_ref, steps * (features + 3 * units + units))
+    for grad, ref in zip(g[1:], g_ref[1:]):
+        assert_close(grad, ref, steps * rows + features + 3 * units)
+    assert np.any(np.asarray(fc1(tf.reshape(x, (-1, features)))) == 0.0)
+    # The features are data: no gradient flows into them.
+    assert g_ref[0] is not None and g[0] is None
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_packed_sequences_equal_the_full_ones_where_they_run(mode, rng):
+    steps, episodes, agents, features, units, actions = 7, 4, 2, 5, 4, 3
+    lengths = np.array([6, 6, 3, 1], "int32")  # longest first; no episode runs all 7 steps
+    _, fused = make_agents(n_agents=agents, n_actions=actions, obs_dim=features, hidden=units)
+    weights = [fused.fc1.kernel, fused.fc1.bias, fused.gru.cell.kernel, fused.gru.cell.recurrent_kernel,
+               fused.gru.cell.bias, fused.fc2.kernel, fused.fc2.bias]
+    width = fused.fc1.kernel.shape[0]  # the observation and the one-hots
+    x = tf.constant(rng.normal(size=(steps, episodes * agents, width)).astype("float32"))
+    running = (np.arange(steps)[:, None] < np.repeat(lengths, agents)[None, :])[..., None]  # (T, M, 1)
+    # The loss reads Q only where the episodes run, as the TD loss does.
+    loss_weights = tf.constant(rng.normal(size=(steps, episodes * agents, actions)).astype("float32") * running)
+
+    def q_and_grads(active_rows):
+        with tf.GradientTape() as tape:
+            q = agent_sequence(x, *weights, active_rows=active_rows)
+            loss = tf.reduce_sum(q * loss_weights)
+        return q, tape.gradient(loss, weights)
+
+    run = q_and_grads if mode == "eager" else tf.function(q_and_grads)
+    active = active_rows_of(lengths, steps, agents)
+    np.testing.assert_array_equal(active, [8, 6, 6, 4, 4, 4, 0])
+    (q_full, g_full), (q, g) = run(None), run(active)
+    # Each running row computes the same arithmetic whether or not the others run (a matmul of
+    # fewer rows may block its sums differently: the float32 bound); the others' Qs are 0.
+    assert_close(q, np.where(running, q_full, 0.0), steps * (width + 3 * units + units))
+    assert np.all(np.asarray(q)[~np.broadcast_to(running, q.shape)] == 0.0)
+    for grad, ref in zip(g, g_full):
+        assert_close(grad, ref, steps * episodes * agents + width + 3 * units)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longest first"):
+        active_rows_of(lengths[::-1], steps, agents)
 
 
 def test_fused_agent_under_mixed_precision(rng):
