@@ -2,9 +2,14 @@
 
 Synthetic batches at the SMAC 3m and 8m shapes (batch 32 episodes, double-Q,
 hypernet layers 2, last action and agent id in the agent input), the
-settings of the pymarl reference figures.
+settings of the pymarl reference figures. By default every episode runs the
+whole episode limit, like the batch ../shared/bench gives pymarl (a
+like-for-like comparison); `--episode-lengths mixed` draws lengths uniformly
+from [T/2, T], where the CPU recurrence skips the steps after each episode's
+end.
 
     python benchmarks/train_step.py [--repeats 50] [--jit] [--shapes 3m 8m] [--recurrence keras fused]
+        [--episode-lengths full|mixed]
 
 With several `--recurrence` values the updates alternate between them, one
 at a time, so that machine noise hits each alike.
@@ -38,11 +43,12 @@ SHAPES = {
 REFERENCE_MS = {"3m": 55.0, "8m": 185.0}
 
 
-def synthetic_batch(info: EnvInfo, batch_size: int, rng) -> dict:
+def synthetic_batch(info: EnvInfo, batch_size: int, rng, mixed_lengths: bool = False) -> dict:
     t, n, a = info.episode_limit, info.n_agents, info.n_actions
     filled = np.zeros((batch_size, t), np.float32)
     terminated = np.zeros((batch_size, t), np.float32)
-    for b, length in enumerate(rng.integers(t // 2, t + 1, size=batch_size)):
+    lengths = rng.integers(t // 2, t + 1, size=batch_size) if mixed_lengths else np.full(batch_size, t)
+    for b, length in enumerate(lengths):
         filled[b, :length] = 1.0
         terminated[b, length - 1] = float(length < t)
     return {
@@ -79,6 +85,9 @@ def main():
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--recurrence", nargs="+", default=["auto"], choices=["auto", "keras", "fused"],
                         help="Config.recurrence of the agents (several: timed alternately)")
+    parser.add_argument("--episode-lengths", choices=["full", "mixed"], default="full",
+                        help="full: every episode runs the episode limit (as the pymarl benchmark's batch); "
+                             "mixed: lengths uniform in [T/2, T]")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -87,7 +96,8 @@ def main():
         table.add_column(col, justify="right")
     for name in args.shapes:
         info = SHAPES[name]
-        batch = {k: tf.constant(v) for k, v in synthetic_batch(info, 32, rng).items()}
+        raw = synthetic_batch(info, 32, rng, mixed_lengths=args.episode_lengths == "mixed")
+        batch = {k: tf.constant(v) for k, v in raw.items()}
         episode = tf.constant(1, tf.int64)
         steps = {}
         for recurrence in args.recurrence:
@@ -126,6 +136,7 @@ def main():
         f"TensorFlow {tf.__version__}, TF_NUM_INTRAOP_THREADS={os.environ['TF_NUM_INTRAOP_THREADS']}, "
         f"TF_NUM_INTEROP_THREADS={os.environ['TF_NUM_INTEROP_THREADS']} (0: TensorFlow's default), "
         f"{threads.available_cores()} cores, XLA jit {'on' if args.jit else 'off'}, "
+        f"episode lengths {args.episode_lengths}, "
         f"devices {[d.device_type for d in tf.config.list_logical_devices()]}"
     )
 
