@@ -107,23 +107,37 @@ def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurre
         # Packed, the elements' number of rows varies (an eager TensorArray would insist on one).
         return tf.TensorArray(dtype, size=steps, element_shape=element_shape, infer_shape=not packed)
 
-    def rows_to(tensor, m):
-        """`tensor` (k, ...) cut or zero-padded to its first m rows (the tensor itself, unpacked)."""
-        if not packed:
-            return tensor
-        padding = tf.maximum(m - tf.shape(tensor)[0], 0)
-        return tf.pad(tensor[:m], [[0, padding]] + [[0, 0]] * (tensor.shape.rank - 1))
+    if packed:
+        # Per-step slice sizes and paddings, computed once: in the loops each is one lookup.
+        next_rows = tf.concat([active_rows[1:], [0]], axis=0)  # rows that step t+1 runs (none after the last)
+        sizes = tf.stack([active_rows, -tf.ones_like(active_rows)], axis=1)  # (T, 2): the first m rows
+        zero = tf.zeros_like(active_rows)
+
+        def paddings(extra):  # (T, 2, 2): `extra[t]` zero rows after a step's rows
+            return tf.stack([tf.stack([zero, extra], axis=1), tf.zeros((all_steps, 2), tf.int32)], axis=1)
+
+        q_paddings, carry_paddings = paddings(rows - active_rows), paddings(active_rows - next_rows)
+    else:
+        sizes = q_paddings = carry_paddings = None  # nothing is cut or padded
+
+    def first_rows(tensor, t):
+        """The first `active_rows[t]` rows of a 2-D `tensor` (the tensor itself, unpacked)."""
+        return tf.slice(tensor, [0, 0], sizes[t]) if packed else tensor
+
+    def padded(tensor, table, t):
+        """`tensor` followed by `table[t]`'s zero rows (the tensor itself, unpacked)."""
+        return tf.pad(tensor, table[t]) if packed else tensor
 
     input_bias, recurrent_bias = tf.unstack(bias)  # (3H,) each
     # Loop variables whose number of rows changes from step to step.
-    invariants = (tf.TensorShape([]), row_shape, tf.TensorShape(None), (tf.TensorShape(None),) * 7) if packed else None
+    invariants = (tf.TensorShape([]), row_shape, tf.TensorShape(None), (tf.TensorShape(None),) * 8) if packed else None
 
     def forward(t, h, qs, saved):
-        m = active_rows[t]
-        h = rows_to(h, m)  # rows that stopped drop out
+        h = first_rows(h, t)  # rows that stopped drop out
+        inputs = first_rows(features[t], t)  # (m, F)
         # Keras's Dense and GRUCell (reset_after=True) arithmetic; `bias_add` lets
         # TensorFlow fuse each bias (and the ReLU) into its matmul.
-        x = tf.nn.relu(tf.nn.bias_add(tf.matmul(rows_to(features[t], m), fc1_kernel), fc1_bias))  # (m, H)
+        x = tf.nn.relu(tf.nn.bias_add(tf.matmul(inputs, fc1_kernel), fc1_bias))  # (m, H)
         projected = tf.nn.bias_add(tf.matmul(x, kernel), input_bias)  # (m, 3H)
         inner = tf.nn.bias_add(tf.matmul(h, recurrent_kernel), recurrent_bias)  # (m, 3H)
         x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
@@ -133,12 +147,14 @@ def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurre
         candidate = tf.tanh(x_h + r * inner_h)
         h_next = z * h + (1 - z) * candidate  # (m, H)
         q = tf.nn.bias_add(tf.matmul(h_next, fc2_kernel), fc2_bias)  # (m, A)
-        # What the backward step needs, each (m, H).
-        saved = tuple(ta.write(t, value) for ta, value in zip(saved, (x, h, z, r, candidate, inner_h, h_next)))
-        return t + 1, h_next, qs.write(t, rows_to(q, rows)), saved
+        # What the backward step needs, each (m, H) but the inputs (m, F).
+        values = (inputs, x, h, z, r, candidate, inner_h, h_next)
+        saved = tuple(ta.write(t, value) for ta, value in zip(saved, values))
+        return t + 1, h_next, qs.write(t, padded(q, q_paddings, t)), saved
 
     h0 = tf.zeros((rows, units), dtype)
-    start = (0, h0, sequence(tf.TensorShape([features.shape[1], n_actions])), tuple(sequence(row_shape) for _ in range(7)))
+    saved = (sequence(tf.TensorShape([row_shape[0], features.shape[2]])),) + tuple(sequence(row_shape) for _ in range(7))
+    start = (0, h0, sequence(tf.TensorShape([features.shape[1], n_actions])), saved)
     _, _, qs, saved = tf.while_loop(lambda t, *_: t < steps, forward, start, shape_invariants=invariants)
     q_out = qs.stack()  # (steps, M, A)
     if packed:  # the steps after the last active one are 0
@@ -149,11 +165,10 @@ def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurre
         fc2_t, k_t, u_t = (tf.transpose(w) for w in (fc2_kernel, kernel, recurrent_kernel))  # (A, H), (3H, H), (3H, H)
 
         def step_back(t, carry, grads):
-            m = active_rows[t]
-            x, h_prev, z, r, candidate, inner_h, h = (ta.read(t) for ta in saved)
-            dq = rows_to(d_out[t], m)  # (m, A)
+            inputs, x, h_prev, z, r, candidate, inner_h, h = (ta.read(t) for ta in saved)
+            dq = first_rows(d_out[t], t)  # (m, A)
             # Rows that stopped after this step get nothing back from later steps.
-            dh = tf.matmul(dq, fc2_t) + rows_to(carry, m)  # (m, H): total dLoss/dh_t
+            dh = tf.matmul(dq, fc2_t) + padded(carry, carry_paddings, t)  # (m, H): total dLoss/dh_t
             # Through h_t = z * h + (1 - z) * h~, h~ = tanh(x_h + r * inner_h), z and r sigmoids.
             d_h = dh * (1 - z) * (1 - candidate * candidate)  # d pre-activation of h~
             d_z = dh * (h_prev - candidate) * z * (1 - z)
@@ -164,7 +179,7 @@ def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurre
             d_projected = tf.concat([d_z, d_r, d_h], axis=-1)  # (m, 3H): d(x @ W + b_x)
             d_fc1 = tf.raw_ops.ReluGrad(gradients=tf.matmul(d_projected, k_t), features=x)  # (m, H): d pre-ReLU
             step = (
-                tf.matmul(rows_to(features[t], m), d_fc1, transpose_a=True),  # (F, H)
+                tf.matmul(inputs, d_fc1, transpose_a=True),  # (F, H)
                 tf.reduce_sum(d_fc1, axis=0),  # (H,)
                 tf.matmul(x, d_projected, transpose_a=True),  # (H, 3H)
                 tf.matmul(h_prev, d_inner, transpose_a=True),  # (H, 3H)
