@@ -14,8 +14,8 @@ written by hand instead of autodiff through every op of the step:
   its own TensorArray, no copies;
 * the backward loop does the gate arithmetic and one matmul per step on its
   critical path (dL/dh_{t-1}); the step's weight gradients, accumulated in
-  the loop, are matmuls off that path, which TensorFlow runs beside it on a
-  second core (`kqmix.threads`: two inter-op threads).
+  the loop, are matmuls off that path, which TensorFlow can run alongside it
+  (`kqmix.threads`: two inter-op threads).
 
 Given how long each sequence runs (`active_rows`, sequences longest first),
 each step computes only the rows still running, as cuDNN does with packed

@@ -1,6 +1,5 @@
 """The episode replay buffer."""
 
-import numpy as np
 import pytest
 
 from kqmix.batch import episode_arrays
