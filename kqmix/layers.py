@@ -447,15 +447,20 @@ class RNNAgent(keras.layers.Layer):
         if resolve_recurrence(self.recurrence) == "fused":
             active_rows = None if lengths is None else active_rows_of(lengths, steps, n)  # rows b*N + i
             x = ops.reshape(features, (steps, -1, features.shape[-1]))  # (T, B*N, F)
-            cell = self.gru.cell
-            weights = [self.fc1.kernel, self.fc1.bias, cell.kernel, cell.recurrent_kernel, cell.bias,
-                       self.fc2.kernel, self.fc2.bias]
-            q = agent_sequence(x, *(ops.cast(w, self.compute_dtype) for w in weights), active_rows=active_rows)
+            weights = (ops.cast(w, self.compute_dtype) for w in self.sequence_weights())
+            q = agent_sequence(x, *weights, active_rows=active_rows)
         else:
             x = ops.reshape(self.fc1(features), (steps, -1, self.hidden_dim))  # (T, B*N, H)
             h = ops.transpose(self.gru(ops.transpose(x, (1, 0, 2))), (1, 0, 2))  # the GRU is batch-major
             q = self.fc2(h)  # (T, B*N, A)
         return ops.reshape(q, (steps, -1, n, self.n_actions))  # (T, B, N, A)
+
+    def sequence_weights(self) -> list:
+        """The weights in `kqmix.recurrence.agent_sequence`'s order: fc1 kernel and bias, the GRU's
+        kernel, recurrent kernel and bias, fc2 kernel and bias."""
+        cell = self.gru.cell
+        return [self.fc1.kernel, self.fc1.bias, cell.kernel, cell.recurrent_kernel, cell.bias,
+                self.fc2.kernel, self.fc2.bias]
 
     def step(self, obs, agent_id, last_action, hidden):
         """One recurrent step for acting (on a built layer); see the class docstring for shapes."""

@@ -105,8 +105,7 @@ def test_packed_sequences_equal_the_full_ones_where_they_run(mode, rng):
     steps, episodes, agents, features, units, actions = 7, 4, 2, 5, 4, 3
     lengths = np.array([6, 6, 3, 1], "int32")  # longest first; no episode runs all 7 steps
     _, fused = make_agents(n_agents=agents, n_actions=actions, obs_dim=features, hidden=units)
-    weights = [fused.fc1.kernel, fused.fc1.bias, fused.gru.cell.kernel, fused.gru.cell.recurrent_kernel,
-               fused.gru.cell.bias, fused.fc2.kernel, fused.fc2.bias]
+    weights = fused.sequence_weights()
     width = fused.fc1.kernel.shape[0]  # the observation and the one-hots
     x = tf.constant(rng.normal(size=(steps, episodes * agents, width)).astype("float32"))
     running = (np.arange(steps)[:, None] < np.repeat(lengths, agents)[None, :])[..., None]  # (T, M, 1)
