@@ -10,10 +10,11 @@ no (T, M, ...) intermediate is built but the Q-values; and the gradient is
 written by hand instead of autodiff through every op of the step:
 
 * the forward loop also keeps what the backward step needs (the first
-  layer's output, h_{t-1}, z, r, h~, h_{t-1} @ U_h + b_h and h_t), each in
-  its own TensorArray, no copies;
-* the backward loop does the gate arithmetic and one matmul per step on its
-  critical path (dL/dh_{t-1}); the step's weight gradients, accumulated in
+  layer's output, h_{t-1}, z, r, h~, h_{t-1} @ U_h + b_h, h_t and
+  h_{t-1} - h~), each in its own TensorArray, no copies;
+* the backward loop does the gate arithmetic (with TensorFlow's fused
+  `SigmoidGrad` and `TanhGrad`) and one matmul per step on its critical path
+  (dL/dh_{t-1}); the step's weight gradients, accumulated in
   the loop, are matmuls off that path, which TensorFlow can run alongside it
   (`kqmix.threads`: two inter-op threads).
 
@@ -130,7 +131,7 @@ def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurre
 
     input_bias, recurrent_bias = tf.unstack(bias)  # (3H,) each
     # Loop variables whose number of rows changes from step to step.
-    invariants = (tf.TensorShape([]), row_shape, tf.TensorShape(None), (tf.TensorShape(None),) * 8) if packed else None
+    invariants = (tf.TensorShape([]), row_shape, tf.TensorShape(None), (tf.TensorShape(None),) * 9) if packed else None
 
     def forward(t, h, qs, saved):
         h = first_rows(h, t)  # rows that stopped drop out
@@ -145,15 +146,16 @@ def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurre
         z = tf.sigmoid(x_z + inner_z)
         r = tf.sigmoid(x_r + inner_r)
         candidate = tf.tanh(x_h + r * inner_h)
-        h_next = z * h + (1 - z) * candidate  # (m, H)
+        gap = h - candidate
+        h_next = candidate + z * gap  # (m, H): z * h + (1 - z) * h~
         q = tf.nn.bias_add(tf.matmul(h_next, fc2_kernel), fc2_bias)  # (m, A)
         # What the backward step needs, each (m, H) but the inputs (m, F).
-        values = (inputs, x, h, z, r, candidate, inner_h, h_next)
+        values = (inputs, x, h, z, r, candidate, inner_h, h_next, gap)
         saved = tuple(ta.write(t, value) for ta, value in zip(saved, values))
         return t + 1, h_next, qs.write(t, padded(q, q_paddings, t)), saved
 
     h0 = tf.zeros((rows, units), dtype)
-    saved = (sequence(tf.TensorShape([row_shape[0], features.shape[2]])),) + tuple(sequence(row_shape) for _ in range(7))
+    saved = (sequence(tf.TensorShape([row_shape[0], features.shape[2]])),) + tuple(sequence(row_shape) for _ in range(8))
     start = (0, h0, sequence(tf.TensorShape([features.shape[1], n_actions])), saved)
     _, _, qs, saved = tf.while_loop(lambda t, *_: t < steps, forward, start, shape_invariants=invariants)
     q_out = qs.stack()  # (steps, M, A)
@@ -165,16 +167,18 @@ def _agent_sequence(features, active_rows, fc1_kernel, fc1_bias, kernel, recurre
         fc2_t, k_t, u_t = (tf.transpose(w) for w in (fc2_kernel, kernel, recurrent_kernel))  # (A, H), (3H, H), (3H, H)
 
         def step_back(t, carry, grads):
-            inputs, x, h_prev, z, r, candidate, inner_h, h = (ta.read(t) for ta in saved)
+            inputs, x, h_prev, z, r, candidate, inner_h, h, gap = (ta.read(t) for ta in saved)
             dq = first_rows(d_out[t], t)  # (m, A)
             # Rows that stopped after this step get nothing back from later steps.
             dh = tf.matmul(dq, fc2_t) + padded(carry, carry_paddings, t)  # (m, H): total dLoss/dh_t
-            # Through h_t = z * h + (1 - z) * h~, h~ = tanh(x_h + r * inner_h), z and r sigmoids.
-            d_h = dh * (1 - z) * (1 - candidate * candidate)  # d pre-activation of h~
-            d_z = dh * (h_prev - candidate) * z * (1 - z)
-            d_r = d_h * inner_h * r * (1 - r)
+            # Through h_t = h~ + z * (h - h~), h~ = tanh(x_h + r * inner_h), z and r sigmoids;
+            # SigmoidGrad(y, dy) = dy * y * (1 - y) and TanhGrad(y, dy) = dy * (1 - y * y), one op each.
+            dh_z = dh * z  # also the direct part of dLoss/dh_{t-1}
+            d_h = tf.raw_ops.TanhGrad(y=candidate, dy=dh - dh_z)  # d pre-activation of h~
+            d_z = tf.raw_ops.SigmoidGrad(y=z, dy=dh * gap)
+            d_r = tf.raw_ops.SigmoidGrad(y=r, dy=d_h * inner_h)
             d_inner = tf.concat([d_z, d_r, d_h * r], axis=-1)  # (m, 3H): d(h @ U + b_h)
-            carry = dh * z + tf.matmul(d_inner, u_t)  # (m, H): dLoss/dh_{t-1}, the critical path
+            carry = dh_z + tf.matmul(d_inner, u_t)  # (m, H): dLoss/dh_{t-1}, the critical path
             # Off the critical path: this step's share of every weight gradient.
             d_projected = tf.concat([d_z, d_r, d_h], axis=-1)  # (m, 3H): d(x @ W + b_x)
             d_fc1 = tf.raw_ops.ReluGrad(gradients=tf.matmul(d_projected, k_t), features=x)  # (m, H): d pre-ReLU
