@@ -41,6 +41,13 @@ SHAPES = {
     "8m": EnvInfo(n_agents=8, n_actions=14, obs_dim=80, state_dim=168, episode_limit=120),
 }
 REFERENCE_MS = {"3m": 55.0, "8m": 185.0}
+BATCH_SIZE = 32  # episodes per update, as in the pymarl reference
+
+
+def benchmark_config(recurrence: str = "auto", jit_compile: bool = Config.jit_compile) -> Config:
+    """The learner settings of the pymarl reference figures (double-Q, hypernet layers 2, ...)."""
+    return Config(batch_size=BATCH_SIZE, double_q=True, hypernet_layers=2, obs_agent_id=True,
+                  obs_last_action=True, jit_compile=jit_compile, recurrence=recurrence)
 
 
 def synthetic_batch(info: EnvInfo, batch_size: int, rng, mixed_lengths: bool = False) -> dict:
@@ -91,19 +98,17 @@ def main():
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    table = Table(title="kqmix: one training update (batch 32) and one action selection")
+    table = Table(title=f"kqmix: one training update (batch {BATCH_SIZE}) and one action selection")
     for col in ("shape", "N/A/O/S/T", "recurrence", "update ms (median)", "pymarl ref ms", "act µs (1 env)"):
         table.add_column(col, justify="right")
     for name in args.shapes:
         info = SHAPES[name]
-        raw = synthetic_batch(info, 32, rng, mixed_lengths=args.episode_lengths == "mixed")
+        raw = synthetic_batch(info, BATCH_SIZE, rng, mixed_lengths=args.episode_lengths == "mixed")
         batch = {k: tf.constant(v) for k, v in raw.items()}
         episode = tf.constant(1, tf.int64)
         steps = {}
         for recurrence in args.recurrence:
-            config = Config(batch_size=32, double_q=True, hypernet_layers=2, obs_agent_id=True,
-                            obs_last_action=True, jit_compile=args.jit, recurrence=recurrence)
-            learner = QLearner(info, config)
+            learner = QLearner(info, benchmark_config(recurrence, args.jit))
             steps[recurrence] = lambda learner=learner: learner.train_step(batch, episode)["loss"].numpy()
             for _ in range(3):  # trace, compile, warm up
                 steps[recurrence]()

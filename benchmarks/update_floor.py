@@ -36,12 +36,9 @@ import tensorflow as tf  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from train_step import SHAPES, interleaved_median_ms, synthetic_batch  # noqa: E402
+from train_step import BATCH_SIZE, SHAPES, benchmark_config, interleaved_median_ms, synthetic_batch  # noqa: E402
 
-from kqmix.config import Config  # noqa: E402
 from kqmix.learner import QLearner  # noqa: E402
-
-BATCH = 32
 
 
 def dense_kernels(layer) -> list:
@@ -61,7 +58,7 @@ def update_matmuls(learner: QLearner, info) -> Counter:
 
     transpose_a: the left operand is stored `(k, m)` (weight gradients: inputs^T @ output gradients).
     """
-    steps, rows = info.episode_limit + 1, BATCH * info.n_agents  # the agents run T+1 steps of B*N rows
+    steps, rows = info.episode_limit + 1, BATCH_SIZE * info.n_agents  # the agents run T+1 steps of B*N rows
     fc1, _, kernel, _, _, fc2, _ = (tuple(w.shape) for w in learner.agent.sequence_weights())
     (f, h), (_, h3), (_, a) = fc1, kernel, fc2
     matmuls = Counter()
@@ -75,7 +72,7 @@ def update_matmuls(learner: QLearner, info) -> Counter:
     for k_in, n_out in ((f, h), (h, h3), (h, h3), (h, a)):
         matmuls[(k_in, rows, n_out, True)] += steps
     # Mixers over the T steps: forward (online and target); the online one's backward.
-    mix_rows = BATCH * info.episode_limit
+    mix_rows = BATCH_SIZE * info.episode_limit
     for (k, n), first in dense_kernels(learner.mixer):
         matmuls[(mix_rows, k, n, False)] += 2
         matmuls[(k, mix_rows, n, True)] += 1  # weight gradient
@@ -127,12 +124,10 @@ def main():
     matmul_us(1024, 1024, 1024, False, loop_us)  # a warm-up: the core at its working clock before the first timing
     for name in args.shapes:
         info = SHAPES[name]
-        config = Config(batch_size=BATCH, double_q=True, hypernet_layers=2, obs_agent_id=True,
-                        obs_last_action=True, recurrence="fused")
-        learner = QLearner(info, config)
+        learner = QLearner(info, benchmark_config("fused"))
         matmuls = update_matmuls(learner, info)
 
-        table = Table(title=f"{name}: the dense matmuls of one update (batch {BATCH}, float32)")
+        table = Table(title=f"{name}: the dense matmuls of one update (batch {BATCH_SIZE}, float32)")
         for col in ("(m, k) @ (k, n)", "per update", "µs each, one core", "GFLOP/s", "ms per update"):
             table.add_column(col, justify="right")
         total_ms = total_flop = 0.0
@@ -146,7 +141,7 @@ def main():
             table.add_row(shape, str(count), f"{us:.1f}", f"{flop / us / 1e3:.0f}", f"{count * us / 1e3:.1f}")
         console.print(table)
 
-        batch = {key: tf.constant(value) for key, value in synthetic_batch(info, BATCH, rng).items()}
+        batch = {key: tf.constant(value) for key, value in synthetic_batch(info, BATCH_SIZE, rng).items()}
         episode = tf.constant(1, tf.int64)
         for _ in range(3):  # trace, warm up
             learner.train_step(batch, episode)["loss"].numpy()
