@@ -125,6 +125,20 @@ def test_seeding_makes_runs_identical():
     assert not np.array_equal(a[0][0], c[0][0])
 
 
+
+def test_an_episode_depends_on_its_seed_not_on_the_episodes_before_it():
+    """A resumed run steps fresh environments: each seeded reset must start the same episode
+    as in an environment that has played before (LBF's players keep their last positions
+    otherwise, and a new player is never placed on one of them)."""
+    used, rng = make_env("lbf", KEY), np.random.default_rng(0)
+    for seed in range(50):
+        avail = used.reset(seed=10_000 + seed)[2]
+        for _ in range(20):
+            avail = used.step(random_available(avail, rng))[2]
+        for x, y in zip(rollout(used, seed, n_steps=10), rollout(make_env("lbf", KEY), seed, n_steps=10)):
+            for u, v in zip(x, y):
+                np.testing.assert_array_equal(u, v, err_msg=f"seed {seed}")
+
 def test_illegal_action_is_refused_with_agent_step_and_value():
     env = make_env("lbf", KEY)
     obs, state, avail = env.reset(seed=0)

@@ -82,6 +82,16 @@ class LBFEnv(GymTeamEnv):
             avail[i, [a.value for a in valid[player]]] = 1.0
         return avail
 
+    def reset(self, seed=None):
+        # LBF places each player on a cell that no player occupies, and the players not yet
+        # placed still stand where the last episode left them: without clearing them, the
+        # start of an episode would depend on the episodes before it, not on its seed alone,
+        # and a resumed run (fresh environments) would not replay the episodes of the
+        # uninterrupted one.
+        for player in self._lbf.players:
+            player.position = None
+        return super().reset(seed)
+
     def step(self, actions):
         obs, state, avail, reward, done, truncated, info = self._step_env(actions)
         # All food collected is the task's natural end; anything else that
