@@ -51,35 +51,15 @@ def masked_greedy(q, avail_actions):
     return best + spec.NO_ACTION * empty
 
 
-def _qmix_weights(mixer, agent_qs, state):
-    """dQ_tot/dQ_a of `QMixer` in closed form: `sum_e |W1|[a, e] * elu'(h_e) * |w_final|[e]`.
-
-    Written out (rather than taken with a GradientTape) because ONNX converters
-    do not translate TensorFlow's gradient kernels; the validator checks it
-    against a GradientTape on the Keras mixer. agent_qs `(B, N)`, state `(B, S)`
-    -> `(B, N)`.
-    """
-    qs = tf.cast(agent_qs, mixer.compute_dtype)
-    s = tf.cast(state, mixer.compute_dtype)
-    w1 = tf.reshape(mixer.hyper_w1(s), (-1, mixer.n_agents, mixer.embed_dim))  # (B, N, E)
-    pre = tf.einsum("bn,bne->be", qs, w1) + mixer.hyper_b1(s)  # (B, E)
-    elu_slope = tf.where(pre > 0, tf.ones_like(pre), tf.exp(pre))  # ELU with alpha 1
-    w_final = mixer.hyper_w_final(s)  # (B, E)
-    return tf.einsum("bne,be->bn", w1, elu_slope * w_final)  # (B, N)
-
-
 def mixer_weights_fn(mixer):
-    """Returns `f(agent_qs (B, N), state (B, S)) -> dQ_tot/dQ_a (B, N)` for a supported mixer."""
-    from kqmix.layers import QMixer, VDNMixer
+    """Returns `f(agent_qs (B, N), state (B, S)) -> dQ_tot/dQ_a (B, N)`: the mixer's own closed form
+    (`kqmix.layers.Mixer.monotonic_weights`), which the ONNX converters translate."""
+    from kqmix.layers import Mixer
 
-    if isinstance(mixer, QMixer):
-        return lambda agent_qs, state: _qmix_weights(mixer, agent_qs, state)
-    if isinstance(mixer, VDNMixer):
-        return lambda agent_qs, state: tf.ones_like(agent_qs)
-    raise ExportError(
-        f"Cannot export the mixer gradient of {type(mixer).__name__}; "
-        "supported mixers: QMixer, VDNMixer."
-    )
+    if not isinstance(mixer, Mixer):
+        raise ExportError(f"Cannot export the mixer gradient of {type(mixer).__name__}: it is not a kqmix "
+                          "Mixer (kqmix.layers.Mixer), which gives dQ_tot/dQ_a in closed form.")
+    return mixer.monotonic_weights
 
 
 def fast_step_supported(agent) -> bool:
@@ -148,7 +128,7 @@ def fused_agent_step(agent, obs, agent_id, last_action, hidden):
 def build_functions(agent, mixer, sizes: dict) -> dict:
     """Signature name -> `tf.function` with a fixed input signature.
 
-    `agent` is a built `RNNAgent`, `mixer` a built `QMixer` or `VDNMixer`;
+    `agent` is a built `RNNAgent`, `mixer` a built `kqmix.layers.Mixer`;
     `sizes` is metadata["sizes"]. Every output is float32/int32 whatever the
     layers' compute dtype, because the contract fixes the dtypes.
     """

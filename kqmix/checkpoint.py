@@ -3,7 +3,8 @@
 A checkpoint is a directory `checkpoints/ckpt-<t_env>/` holding
 
 * `variables.npz` - every learner variable (agent, mixer, their targets,
-  optimizer slots, counters, reward statistics), keyed by position;
+  optimizer slots, counters, reward statistics), keyed by name
+  (`kqmix.learner.QLearner.state_variables`);
 * `state.json` - loop counters, RNG states, best test return;
 * `buffer.npz` - the replay buffer (optional);
 * `manifest.json` - sha256 of each file above, written last.

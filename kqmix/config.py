@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .files import write_json_atomic
+from .mixers import MIXERS
 from .presets import DEFAULT_PRESET, PRESETS
 
 
@@ -46,7 +47,7 @@ class Config:
 
     # --- networks --------------------------------------------------------
     mixer: str = "qmix"
-    """Mixing network: `qmix` (monotonic hypernetwork mixer) or `vdn` (sum)."""
+    """Mixing network, a name of `kqmix.mixers.MIXERS`: `qmix` (monotonic hypernetwork mixer), `vdn` (sum)."""
     mixing_embed_dim: int = 32
     """E, width of the QMIX mixing hidden layer."""
     hypernet_layers: int = 2
@@ -172,7 +173,7 @@ class Config:
                  "'local' with env='jaxmarl' (its environments step in one vectorised call)")
         need(self.distribute in ("none", "mirrored"), "distribute", "'none' or 'mirrored'")
         need(self.recurrence in ("auto", "keras", "fused"), "recurrence", "'auto', 'keras' or 'fused'")
-        need(self.mixer in ("qmix", "vdn"), "mixer", "'qmix' or 'vdn'")
+        need(self.mixer in MIXERS, "mixer", "one of " + ", ".join(map(repr, MIXERS)))
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")
         need(self.lr > 0, "lr", "a positive float")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kqmix_runtime.spec import NO_LAST_ACTION
+
 from . import rundir
 from .files import write_json_atomic
 
@@ -90,7 +92,7 @@ class _GreedyTeam:
         n = self.policy.n_agents
         self._ids = np.arange(n, dtype=np.int32)
         self._hidden = self.policy.initial_hidden(n)
-        self._last = np.full(n, -1, np.int32)
+        self._last = np.full(n, NO_LAST_ACTION, np.int32)
 
     def act(self, obs, avail_actions):
         q, self._hidden = self.policy.step(obs, self._ids, self._last, self._hidden)

@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from .recurrence import RECURRENCES, active_rows_of, agent_sequence, resolve_recurrence
+from .td import LossTerms
 
 _PACKAGE = "kqmix"
 
@@ -129,8 +130,43 @@ class HyperNetwork(keras.layers.Layer):
         return {**base_config, **config}
 
 
+class Mixer(keras.layers.Layer):
+    """Base class of the mixers `Config.mixer` names (`kqmix.mixers.MIXERS`).
+
+    A mixer maps the agents' chosen Qs and the global state to Q_tot:
+    `call([agent_qs (..., N), state (..., S)]) -> (...)`. Besides being a
+    layer, it is asked by the learner for its loss and by the exporter for
+    what it exports:
+
+    * `from_run_config(info, config, name, dtype)` builds it for a run;
+    * `loss_terms(inputs, target)`: the loss of one batch from the agents'
+      side (`kqmix.td.TDInputs`) and the mixer's target copy; here the TD
+      loss of Q_tot against TD(lambda) targets from the target mixer;
+    * `monotonic_weights(agent_qs, state)`: dQ_tot/dQ_a `(B, N)` as a
+      graph the ONNX converters translate (no gradient kernels);
+    * `export_functions(signatures)`: signatures of its own beside `act`,
+      `mix` and `mix_grad` (none here).
+    """
+
+    @classmethod
+    def from_run_config(cls, info, config, name: str, dtype=None) -> "Mixer":
+        raise NotImplementedError
+
+    def loss_terms(self, inputs, target) -> LossTerms:
+        q_tot = ops.transpose(ops.cast(self([inputs.chosen, inputs.state[:-1]]), "float32"))  # (B, T)
+        next_tot = ops.cast(target([inputs.next_q, inputs.state[1:]]), "float32")  # (T, B)
+        targets = inputs.returns(next_tot)  # (B, T)
+        return LossTerms({"td": inputs.mean_square(q_tot - targets)}, q_tot, targets, {})
+
+    def monotonic_weights(self, agent_qs, state):
+        raise NotImplementedError(f"{type(self).__name__} does not give dQ_tot/dQ_a in closed form.")
+
+    def export_functions(self, signatures: dict) -> dict:
+        return {}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class QMixer(keras.layers.Layer):
+class QMixer(Mixer):
     """The monotonic QMIX mixing network (Rashid et al., 2018).
 
     `Q_tot = elu(q @ |W1(s)| + b1(s)) @ |W2(s)| + V(s)`, where every weight is
@@ -198,6 +234,26 @@ class QMixer(keras.layers.Layer):
         q_tot = ops.sum(hidden * w_final, axis=-1) + v  # (M,)
         return ops.reshape(q_tot, leading)
 
+    @classmethod
+    def from_run_config(cls, info, config, name, dtype=None):
+        return cls(info.n_agents, embed_dim=config.mixing_embed_dim, hypernet_layers=config.hypernet_layers,
+                   hypernet_embed=config.hypernet_embed, dtype=dtype, name=name)
+
+    def monotonic_weights(self, agent_qs, state):
+        """dQ_tot/dQ_a in closed form: `sum_e |W1|[a, e] * elu'(h_e) * |w_final|[e]`, `(B, N)`.
+
+        Written out (rather than taken with a GradientTape) because ONNX converters
+        do not translate TensorFlow's gradient kernels; the export validator checks
+        it against a GradientTape. agent_qs `(B, N)`, state `(B, S)`.
+        """
+        qs = ops.cast(agent_qs, self.compute_dtype)
+        s = ops.cast(state, self.compute_dtype)
+        w1 = ops.reshape(self.hyper_w1(s), (-1, self.n_agents, self.embed_dim))  # (B, N, E)
+        pre = ops.einsum("bn,bne->be", qs, w1) + self.hyper_b1(s)  # (B, E)
+        elu_slope = ops.where(pre > 0, ops.ones_like(pre), ops.exp(pre))  # ELU with alpha 1
+        w_final = self.hyper_w_final(s)  # (B, E)
+        return ops.einsum("bne,be->bn", w1, elu_slope * w_final)  # (B, N)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])[:-1]
 
@@ -214,7 +270,7 @@ class QMixer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class VDNMixer(keras.layers.Layer):
+class VDNMixer(Mixer):
     """Value decomposition (Sunehag et al., 2017): `Q_tot = sum_a Q_a`.
 
     The state input is accepted (and ignored) so that VDN is a drop-in
@@ -244,6 +300,13 @@ class VDNMixer(keras.layers.Layer):
     def call(self, inputs):
         agent_qs, _state = inputs
         return ops.sum(ops.cast(agent_qs, self.compute_dtype), axis=-1)
+
+    @classmethod
+    def from_run_config(cls, info, config, name, dtype=None):
+        return cls(info.n_agents, dtype=dtype, name=name)
+
+    def monotonic_weights(self, agent_qs, state):
+        return ops.ones_like(agent_qs)  # (B, N)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])[:-1]

@@ -1,6 +1,8 @@
 """The QMIX learner: a `tf.function` TD step over batches of padded episodes.
 
-The batch layout is described in `kqmix.batch`.
+The batch layout is described in `kqmix.batch`. The learner computes the
+agents' side of the loss (`kqmix.td.TDInputs`); the mixer turns it into its
+loss terms (`kqmix.layers.Mixer.loss_terms`), whatever the mixer is.
 """
 
 from __future__ import annotations
@@ -9,36 +11,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kqmix_runtime.spec import NO_LAST_ACTION
+
 from .batch import BATCH_KEYS, episode_layout
 from .masks import widen_masks_tf
 from .networks import agent_from_config, build_qmix_model, mixer_from_config
 from .recurrence import resolve_recurrence
-
-
-def lambda_returns(reward, terminated, filled, next_value, gamma, td_lambda):
-    """TD(lambda) targets over time, computed backwards.
-
-    `G_t = r_t + gamma * (1 - term_t) * ((1 - lambda) * V_{t+1} + lambda * G_{t+1})`,
-    where `G_{t+1}` is replaced by `V_{t+1}` when step t+1 is padded (the
-    episode was truncated there, so it bootstraps) or past the end. lambda=0
-    gives the 1-step target. All inputs `(B, T)`; returns `(B, T)`.
-    """
-    not_term = 1.0 - terminated
-    if td_lambda == 0.0:
-        return reward + gamma * not_term * next_value
-    # Whether step t+1 is a real step whose return can be continued.
-    next_filled = tf.concat([filled[:, 1:], tf.zeros_like(filled[:, :1])], axis=1)
-
-    def backward(g_next, elems):
-        r, nt, v_next, nf = elems  # each (B,)
-        cont = nf * g_next + (1.0 - nf) * v_next
-        return r + gamma * nt * ((1.0 - td_lambda) * v_next + td_lambda * cont)
-
-    time_major = [tf.transpose(x) for x in (reward, not_term, next_value, next_filled)]
-    returns = tf.scan(
-        backward, time_major, initializer=tf.zeros_like(reward[:, 0]), reverse=True
-    )  # (T, B)
-    return tf.transpose(returns)
+from .td import TDInputs
 
 
 class RunningMeanStd(tf.Module):
@@ -179,16 +158,17 @@ class QLearner:
         return self._model
 
     # ------------------------------------------------------------- the step
-    def _td_terms(self, batch):
-        """Q_tot of the taken actions and their TD targets, both `(B, T)`.
+    def _td_inputs(self, batch, n_filled):
+        """The agents' side of the loss (`TDInputs`), and the packing order of its rows (or None).
 
-        Called inside the gradient tape; the targets carry no gradient.
+        Called inside the gradient tape.
         """
         c = self.config
         lengths = order = None
         if self.packs_episodes:
             # Longest episode first, so that the agents' recurrence skips the steps after each
-            # episode's end (`kqmix.recurrence.agent_sequence`); the results are put back in order.
+            # episode's end (`kqmix.recurrence.agent_sequence`). The losses are sums over steps,
+            # so the rows stay in this order; `td_terms` puts them back.
             lengths = tf.cast(tf.reduce_sum(batch["filled"], axis=1), tf.int32) + 1  # + the last observation
             order = tf.argsort(lengths, direction="DESCENDING", stable=True)
             lengths = tf.gather(lengths, order)
@@ -204,7 +184,7 @@ class QLearner:
         filled = batch["filled"]  # (B, T)
 
         # The last action fed to the agent at t is the action taken at t-1.
-        first = -tf.ones_like(actions[:, :1])
+        first = tf.fill(tf.shape(actions[:, :1]), tf.constant(NO_LAST_ACTION, actions.dtype))
         last_action = tf.concat([first, actions], axis=1)  # (B, T+1, N)
 
         # Time-major from here on, as the agents' recurrence runs.
@@ -223,52 +203,60 @@ class QLearner:
         # The online and target agents read the same input, built once.
         features = self.agent.sequence_features(obs, last_action)  # (T+1, B, N, F)
         q = tf.cast(self.agent.sequence_q(features, lengths), tf.float32)  # (T+1, B, N, A)
-        # The taken actions' Qs as a masked sum over all T+1 steps (the last one has no action, -1):
+        # The taken actions' Qs as a masked sum over all T+1 steps (the last one has no action):
         # its gradient is one product, where a gather's is a scatter and a slice's a padded copy.
-        taken = tf.one_hot(tf.concat([actions, -tf.ones_like(actions[:1])], axis=0), q.shape[-1])  # (T+1, B, N, A)
+        taken = tf.one_hot(tf.concat([actions, tf.fill(tf.shape(actions[:1]), NO_LAST_ACTION)], axis=0),
+                           q.shape[-1])  # (T+1, B, N, A); no action is an all-zero row
         chosen = tf.reduce_sum(q * taken, axis=-1)[:-1]  # (T, B, N)
-        q_tot = tf.cast(self.mixer([chosen, state[:-1]]), tf.float32)  # (T, B)
 
         target_q = tf.cast(self.target_agent.sequence_q(features, lengths), tf.float32)  # (T+1, B, N, A)
         neg_inf = tf.constant(-np.inf, tf.float32)
+        # The greedy joint action of a monotonic mixer is the agents' greedy actions.
+        greedy = tf.argmax(tf.where(avail, tf.stop_gradient(q), neg_inf), axis=-1, output_type=tf.int32)
         if c.double_q:
             # The online agents pick the bootstrap action, the target agents value it.
-            online_next = tf.where(avail[1:], tf.stop_gradient(q[1:]), neg_inf)
-            best = tf.argmax(online_next, axis=-1, output_type=tf.int32)  # (T, B, N)
-            next_q = tf.gather(target_q[1:], best, batch_dims=3)  # (T, B, N)
+            bootstrap = greedy[1:]  # (T, B, N)
         else:
-            next_q = tf.reduce_max(tf.where(avail[1:], target_q[1:], neg_inf), axis=-1)
-        next_tot = tf.cast(self.target_mixer([next_q, state[1:]]), tf.float32)  # (T, B)
-        q_tot, next_tot = tf.transpose(q_tot), tf.transpose(next_tot)  # (B, T)
-        targets = lambda_returns(reward, terminated, filled, next_tot, c.gamma, c.td_lambda)
-        if order is not None:
-            inverse = tf.math.invert_permutation(order)
-            q_tot, targets = tf.gather(q_tot, inverse), tf.gather(targets, inverse)
-        return q_tot, tf.stop_gradient(targets)
+            bootstrap = tf.argmax(tf.where(avail[1:], target_q[1:], neg_inf), axis=-1, output_type=tf.int32)
+        next_q = tf.gather(target_q[1:], bootstrap, batch_dims=3)  # (T, B, N)
+        inputs = TDInputs(
+            features=features, lengths=lengths, q=q, chosen=chosen, actions=actions, greedy=greedy,
+            bootstrap=bootstrap, next_q=next_q, state=state, reward=reward, terminated=terminated,
+            filled=filled, n_filled=n_filled, gamma=c.gamma, td_lambda=c.td_lambda,
+        )
+        return inputs, order
 
     def td_terms(self, batch):
         """`(q_tot, targets)` as numpy `(B, T)` arrays for a numpy batch, without updating anything."""
         tensors = {k: tf.convert_to_tensor(batch[k]) for k in BATCH_KEYS}
-        q_tot, targets = self._td_terms(tensors)
+        inputs, order = self._td_inputs(tensors, tf.maximum(tf.reduce_sum(tensors["filled"]), 1.0))
+        terms = self.mixer.loss_terms(inputs, self.target_mixer)
+        q_tot, targets = terms.q_tot, terms.targets
+        if order is not None:
+            inverse = tf.math.invert_permutation(order)
+            q_tot, targets = tf.gather(q_tot, inverse), tf.gather(targets, inverse)
         return q_tot.numpy(), targets.numpy()
 
     def _local_gradients(self, batch, n_filled):
-        """Gradients and metric sums of one batch, or of one replica's share of it.
+        """Gradients and metrics of one batch, or of one replica's share of it.
 
-        The loss is divided by the filled steps of the whole batch (`n_filled`),
-        so the replicas' gradients and sums add up to the single-device ones.
+        Every loss and metric is a sum divided by the filled steps of the whole
+        batch (`n_filled`), so the replicas' gradients and metrics add up to the
+        single-device ones.
         """
         c = self.config
-        filled = batch["filled"]  # (B, T)
         with tf.GradientTape() as tape:
-            q_tot, targets = self._td_terms(batch)
-            td = (q_tot - targets) * filled  # (B, T)
-            loss = tf.reduce_sum(tf.square(td)) / n_filled
+            inputs, _ = self._td_inputs(batch, n_filled)
+            terms = self.mixer.loss_terms(inputs, self.target_mixer)
+            loss = tf.add_n(list(terms.losses.values()))
             scaled = self.optimizer.scale_loss(loss) if c.mixed_precision else loss
         grads = tape.gradient(scaled, self.trainable_variables)
-        sums = {"loss": loss, "td_error_abs": tf.reduce_sum(tf.abs(td)),
-                "q_taken_mean": tf.reduce_sum(q_tot * filled), "target_mean": tf.reduce_sum(targets * filled)}
-        return grads, sums
+        td = terms.q_tot - terms.targets  # (B, T)
+        metrics = {"loss": loss, "td_error_abs": inputs.mean(tf.abs(td)), "q_taken_mean": inputs.mean(terms.q_tot),
+                   "target_mean": inputs.mean(terms.targets)}
+        if len(terms.losses) > 1:
+            metrics.update({f"loss_{name}": value for name, value in terms.losses.items()})
+        return grads, {**metrics, **terms.metrics}
 
     def _gradients(self, batch, n_filled):
         """`_local_gradients` of the whole batch; under a MirroredStrategy split over the replicas and summed."""
@@ -318,10 +306,7 @@ class QLearner:
             updated = tf.cond(due, copy, lambda: tf.constant(0.0))
 
         return {
-            "loss": sums["loss"],
-            "td_error_abs": sums["td_error_abs"] / n_filled,
-            "q_taken_mean": sums["q_taken_mean"] / n_filled,
-            "target_mean": sums["target_mean"] / n_filled,
+            **sums,
             "grad_norm": grad_norm,
             "target_updated": updated,
             # The running reward statistics (standardise_rewards) after this step.
@@ -330,33 +315,53 @@ class QLearner:
         }
 
     @property
-    def state_variables(self):
-        """Every variable a checkpoint must hold, in a fixed order."""
+    def state_variables(self) -> dict:
+        """Every variable a checkpoint must hold, by name: `<network>/<layer path>` for the four networks'
+        weights (`agent/fc1/kernel`, `target_mixer/hyper_v/out/bias`, ...), `optimizer/...` for its
+        slots and counters, `learner/...` for the reward statistics and the update counters."""
         stats = self.reward_stats
-        return (
-            self.trainable_variables
-            + self.target_variables
-            + list(self.optimizer.variables)
-            + [stats.mean, stats.var, stats.count, self.train_steps, self.last_target_update_episode]
-        )
+        named = [(v.path, v) for v in self.trainable_variables + self.target_variables]
+        # An optimizer's variable paths start with its own name, which Keras makes unique per process
+        # (`adam`, `adam_1`, ...): a checkpoint names the optimizer by its role instead.
+        roles = {self.optimizer.name: "optimizer"}
+        inner = getattr(self.optimizer, "inner_optimizer", None)  # under mixed precision's loss scaling
+        if inner is not None:
+            roles[inner.name] = "optimizer/inner"
+        for v in self.optimizer.variables:
+            owner, _, rest = v.path.partition("/")
+            named.append((f"{roles.get(owner, 'optimizer/' + owner)}/{rest}", v))
+        named += [("learner/reward_mean", stats.mean), ("learner/reward_var", stats.var),
+                  ("learner/reward_count", stats.count), ("learner/train_steps", self.train_steps),
+                  ("learner/last_target_update_episode", self.last_target_update_episode)]
+        variables = dict(named)
+        if len(variables) != len(named):
+            raise ValueError(f"Two learner variables share a name: {sorted(k for k, _ in named)}")
+        return variables
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {f"v{i:04d}": np.asarray(v) for i, v in enumerate(self.state_variables)}
+        return {name: np.asarray(v) for name, v in self.state_variables.items()}
 
     def set_state(self, arrays: dict[str, np.ndarray]) -> None:
         variables = self.state_variables
-        if len(arrays) != len(variables):
-            raise ValueError(
-                f"Checkpoint holds {len(arrays)} learner variables; this configuration has "
-                f"{len(variables)}. Was it written with a different config?"
-            )
-        for i, var in enumerate(variables):
-            value = arrays[f"v{i:04d}"]
-            if tuple(value.shape) != tuple(var.shape):
+        if all(key[:1] == "v" and key[1:].isdigit() for key in arrays):
+            # Checkpoints of kqmix 0.1.0 before named variables: the same variables, keyed by position.
+            arrays = {name: arrays[f"v{i:04d}"] for i, name in enumerate(variables) if f"v{i:04d}" in arrays}
+            if len(arrays) != len(variables):
                 raise ValueError(
-                    f"Checkpoint variable {i} ({getattr(var, 'path', var.name)}) has shape "
-                    f"{value.shape}; expected {tuple(var.shape)}."
+                    f"Checkpoint holds {len(arrays)} learner variables; this configuration has "
+                    f"{len(variables)}. Was it written with a different config?"
                 )
+        missing, unexpected = sorted(set(variables) - set(arrays)), sorted(set(arrays) - set(variables))
+        if missing or unexpected:
+            raise ValueError(
+                f"Checkpoint does not match this configuration's learner: missing {missing[:5]}"
+                f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                f"{' ...' if len(unexpected) > 5 else ''}. Was it written with a different config (mixer, sizes)?"
+            )
+        for name, var in variables.items():
+            value = arrays[name]
+            if tuple(value.shape) != tuple(var.shape):
+                raise ValueError(f"Checkpoint variable {name} has shape {value.shape}; expected {tuple(var.shape)}.")
             var.assign(value)
 
     def train(self, batch, episode: int) -> dict[str, float]:

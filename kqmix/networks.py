@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .layers import QMixer, RNNAgent, VDNMixer
+from .layers import RNNAgent
 
 
 @keras.saving.register_keras_serializable(package="kqmix")
@@ -41,19 +41,11 @@ def agent_from_config(info, config, name="agent") -> RNNAgent:
 
 
 def mixer_from_config(info, config, name="mixer"):
-    """Builds the mixer named by `config.mixer` (`qmix` or `vdn`)."""
+    """Builds the mixer `config.mixer` names (`kqmix.mixers.MIXERS`)."""
+    from .mixers import mixer_class
+
     dtype = "mixed_float16" if config.mixed_precision else None
-    if config.mixer == "qmix":
-        mixer = QMixer(
-            info.n_agents,
-            embed_dim=config.mixing_embed_dim,
-            hypernet_layers=config.hypernet_layers,
-            hypernet_embed=config.hypernet_embed,
-            dtype=dtype,
-            name=name,
-        )
-    else:
-        mixer = VDNMixer(info.n_agents, dtype=dtype, name=name)
+    mixer = mixer_class(config.mixer).from_run_config(info, config, name=name, dtype=dtype)
     mixer.build([(None, None, info.n_agents), (None, None, info.state_dim)])
     return mixer
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kqmix_runtime.spec import NO_LAST_ACTION
+
 from .batch import episode_arrays
 from .envs.batched import BatchedEnv, CheckedBatchedEnv, as_batched
 from .envs.jax_vec import JaxMARLVecEnv
@@ -107,7 +109,7 @@ class Runner:
         won = np.zeros(m, np.float32) if self.envs.reports_wins else None
         ep["obs"][:, 0], ep["state"][:, 0], ep["avail_actions"][:, 0] = self._reset_all(seeds)
         agent_id = np.tile(np.arange(n, dtype=np.int32), m)  # (M*N,)
-        last_action = np.full(m * n, -1, np.int32)
+        last_action = np.full(m * n, NO_LAST_ACTION, np.int32)
         hidden = self.policy.initial_hidden(m * n)
         active = np.ones(m, bool)
         for t in range(info.episode_limit):

@@ -45,7 +45,7 @@ def test_unknown_key_suggests_the_closest():
         ("batch_size=2.5", "`batch_size`: '2.5'; expected a value of type int"),
         ("double_q=maybe", "`double_q`"),
         ("gamma=1.5", "`gamma`: 1.5; expected a float in \\[0, 1\\]"),
-        ("mixer=qtran", "`mixer`: 'qtran'; expected 'qmix' or 'vdn'"),
+        ("mixer=qtran", "`mixer`: 'qtran'; expected one of 'qmix', 'vdn'"),
         ("lr_schedule=cosine", "`lr_schedule`: 'cosine'; expected 'constant' or 'linear'"),
         ("hypernet_layers=3", "`hypernet_layers`"),
         ("buffer_size=4", "`buffer_size`: 4; expected at least batch_size"),

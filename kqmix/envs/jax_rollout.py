@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kqmix_runtime.spec import NO_LAST_ACTION
+
 from ..batch import episode_layout
 from .jax_vec import JaxMARLVecEnv
 
@@ -50,7 +52,7 @@ def _compile(core, m: int):
         loop = dict(t=jnp.int32(0), env=env_carry, current=start, buf=buf,
                     active=jnp.ones(m, bool), won=jnp.zeros(m, jnp.float32),  # (M,)
                     hidden=jnp.zeros((m * n, w["rec"].shape[0]), jnp.float32),  # (M*N, H)
-                    last_action=jnp.full(m * n, -1, jnp.int32))  # (M*N,)
+                    last_action=jnp.full(m * n, NO_LAST_ACTION, jnp.int32))  # (M*N,)
 
         def body(s):
             t, buf, active = s["t"], s["buf"], s["active"]

@@ -63,6 +63,11 @@ ONNX_FILES = {AGENT_ONNX: ACT, MIXER_ONNX: MIX, MIXER_GRAD_ONNX: MIX_GRAD}
 #: illegal 0. `kqmix_runtime.actions.masked_greedy` defines the choice.
 NO_ACTION = -1
 
+#: The `act` input `last_action` of an agent that has not acted yet (the first
+#: step of an episode): its last-action one-hot is all zeros. Not `NO_ACTION`,
+#: which is an output; both happen to be -1.
+NO_LAST_ACTION = -1
+
 #: Size symbol -> metadata["sizes"] key.
 SIZE_KEYS = {
     "N": "n_agents",
