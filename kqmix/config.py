@@ -54,6 +54,13 @@ class Config:
     """1 = linear hypernetworks, 2 = one ReLU hidden layer."""
     hypernet_embed: int = 64
     """Hidden width of two-layer hypernetworks."""
+    wqmix_alpha: float = 0.1
+    """Weighted QMIX (`ow_qmix`, `cw_qmix`): the weight of QMIX's squared TD error on the joint actions its
+    weighting does not favour, in (0, 1] (1 = plain QMIX's loss)."""
+    central_mixing_embed_dim: int = 256
+    """Weighted QMIX: width of the unrestricted critic Q̂*'s feed-forward mixer."""
+    central_rnn_hidden_dim: int = 64
+    """Weighted QMIX: GRU width of Q̂*'s central agent network."""
     rnn_hidden_dim: int = 64
     """H, GRU width of the shared agent network."""
     obs_agent_id: bool = True
@@ -152,7 +159,8 @@ class Config:
                 object.__setattr__(self, f.name, float(value))
                 ok = True
             need(ok, f.name, f"a value of type {kind.__name__}")
-        for name in ("t_max", "batch_size_run", "mixing_embed_dim", "hypernet_embed",
+        for name in ("t_max", "batch_size_run", "mixing_embed_dim", "hypernet_embed", "central_mixing_embed_dim",
+                     "central_rnn_hidden_dim",
                      "rnn_hidden_dim", "batch_size", "buffer_size", "target_update_interval",
                      "test_interval", "log_interval", "epsilon_anneal_time",
                      "checkpoint_interval", "checkpoint_keep"):
@@ -176,6 +184,7 @@ class Config:
         need(self.mixer in MIXERS, "mixer", "one of " + ", ".join(map(repr, MIXERS)))
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")
+        need(0 < self.wqmix_alpha <= 1, "wqmix_alpha", "a float in (0, 1]")
         need(self.lr > 0, "lr", "a positive float")
         need(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'")
         need(0 <= self.optim_alpha < 1, "optim_alpha", "a float in [0, 1)")

@@ -18,6 +18,8 @@ import importlib
 MIXERS: dict[str, str] = {
     "qmix": "kqmix.layers:QMixer",  # monotonic hypernetwork mixer (Rashid et al., 2018)
     "vdn": "kqmix.layers:VDNMixer",  # sum of the agents' Qs (Sunehag et al., 2017)
+    "ow_qmix": "kqmix.wqmix:OWQMixer",  # Optimistically-Weighted QMIX (Rashid et al., 2020)
+    "cw_qmix": "kqmix.wqmix:CWQMixer",  # Centrally-Weighted QMIX (Rashid et al., 2020)
 }
 
 

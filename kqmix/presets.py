@@ -40,6 +40,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# Weighted QMIX on the non-monotonic game: its unrestricted critic lets QMIX's mixer rank the
+# optimum (0, 0) first, which plain QMIX cannot (tests/test_reproduction.py).
+PRESETS.update({f"matrix_non_monotonic_{kind}": dict(PRESETS["matrix_non_monotonic"], mixer=f"{kind}_qmix")
+                for kind in ("ow", "cw")})
+
 # QMIX as benchmarked by EPyMARL (Papoudakis et al., 2021; uoe-agents/epymarl
 # `qmix.yaml`): Adam at 5e-4, 32-episode batches, 5000-episode buffer, hard
 # target copies every 200 episodes, epsilon 1 -> 0.05 over 50k steps, reward

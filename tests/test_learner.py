@@ -55,7 +55,6 @@ def reference_terms(learner, batch, gamma, td_lambda, double_q):
     last = np.concatenate([-np.ones_like(batch["actions"][:, :1]), batch["actions"]], axis=1)
     q = np.asarray(learner.agent([batch["obs"], last]))  # (B, T+1, N, A)
     tq = np.asarray(learner.target_agent([batch["obs"], last]))
-    B, T = batch["reward"].shape
     chosen = np.take_along_axis(q[:, :-1], batch["actions"][..., None], -1)[..., 0]
     q_tot = np.asarray(learner.mixer([chosen, batch["state"][:, :-1]]))
     avail = batch["avail_actions"][:, 1:] > 0
@@ -66,6 +65,12 @@ def reference_terms(learner, batch, gamma, td_lambda, double_q):
     else:
         next_q = np.where(avail, tq[:, 1:], -np.inf).max(-1)
     v = np.asarray(learner.target_mixer([next_q, batch["state"][:, 1:]]))  # V(s_{t+1}), (B, T)
+    return q_tot, reference_targets(batch, v, gamma, td_lambda)
+
+
+def reference_targets(batch, v, gamma, td_lambda):
+    """numpy: forward-view TD(lambda) targets `(B, T)` bootstrapping from `v (B, T)` = V(s_{t+1})."""
+    B, T = batch["reward"].shape
     targets = np.zeros((B, T))
     for b in range(B):
         length = int(batch["filled"][b].sum())
@@ -85,7 +90,7 @@ def reference_terms(learner, batch, gamma, td_lambda, double_q):
             g = sum((1 - lam) * lam ** (n - 1) * n_step(n) for n in range(1, horizon))
             g += lam ** (horizon - 1) * n_step(horizon)
             targets[b, t] = g
-    return q_tot, targets
+    return targets
 
 
 @pytest.mark.parametrize("double_q", [True, False])
