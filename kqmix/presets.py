@@ -111,6 +111,9 @@ PRESETS.update({
         test_interval=20_000, test_nepisode=32, log_interval=20_000,
     ),
 })
+# The default preset with OW-QMIX's losses (Weighted QMIX, kqmix.wqmix) instead of QMIX's.
+PRESETS["lbf_ow"] = dict(PRESETS["lbf"], mixer="ow_qmix")
+
 
 # SMAX through the JAX backend, 8 environments per vectorised call, with the
 # recipe of the other kqmix presets (EPyMARL's QMIX settings plus TD(lambda)),
