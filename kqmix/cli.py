@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=100)
     evaluate.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
     evaluate.add_argument("--report", default=None,
-                          help="JSON report path (default: evaluation.json in a run directory, "
-                               "./evaluation.json for an export)")
+                          help="JSON report path (default: evaluation.json in a run directory; for an export, "
+                               "evaluation-export-<name>-<version>.json in the run it was exported from)")
     evaluate.add_argument("--render", action="store_true", help="render episodes where the environment can")
     evaluate.set_defaults(func=_cmd_evaluate)
 

@@ -121,6 +121,18 @@ def _run_policy(path: Path):
     return _GreedyTeam(NumpyAgentPolicy(learner.agent)), config, {"t_env": state["loop"]["t_env"], "weights": ckpt_path.name}
 
 
+def _export_report_path(version_dir: Path, meta: dict) -> Path:
+    """Where the report on an exported version goes by default: into the run it was exported from
+    (a published version directory is never written to, nor is the current directory)."""
+    run_dir = (meta.get("source") or {}).get("run_dir")
+    if not run_dir or not (Path(run_dir) / rundir.CONFIG_FILE).is_file():
+        raise EvaluationError(
+            f"{version_dir} was exported from a run directory that is not here ({run_dir or 'not recorded'}); "
+            "say where the report goes with --report PATH."
+        )
+    return Path(run_dir) / rundir.export_evaluation_file(meta.get("name", version_dir.parent.name), version_dir.name)
+
+
 def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None, render: bool = False) -> dict:
     """Runs `episodes` greedy episodes and writes a JSON report; returns the report."""
     from kqmix_runtime import spec
@@ -137,6 +149,8 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         meta = load_metadata(path)
         env_name, env_key = meta["environment"]["env"], meta["environment"]["env_key"]
 
+        if report_path is None:
+            report_path = _export_report_path(path, meta)
         agents = DecentralisedAgents(path)
         extra = {"t_env": meta.get("training", {}).get("t_env"), "weights": "agent.onnx"}
     elif (path / rundir.CONFIG_FILE).is_file():
@@ -173,7 +187,7 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         wins.append(float(bool((info or {}).get(WON_KEY, False))))
     returns = np.asarray(returns)
     if report_path is None:
-        report_path = (path if source == "run" else Path()) / rundir.EVALUATION_FILE
+        report_path = path / rundir.EVALUATION_FILE
     report = {
         "path": str(path), "source": source, "env": env_name, "env_key": env_key,
         "episodes": episodes, "seed": seed, "policy": "greedy",

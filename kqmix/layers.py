@@ -519,8 +519,10 @@ class RNNAgent(keras.layers.Layer):
         return ops.reshape(q, (steps, -1, n, self.n_actions))  # (T, B, N, A)
 
     def sequence_weights(self) -> list:
-        """The weights in `kqmix.recurrence.agent_sequence`'s order: fc1 kernel and bias, the GRU's
-        kernel, recurrent kernel and bias, fc2 kernel and bias."""
+        """The seven weights of the agent network in one order, which everything that reads them
+        asks for here (`kqmix.recurrence.agent_sequence`'s arguments, the acting policy's copy,
+        the export's one-step graph): fc1 kernel and bias, the GRU's kernel, recurrent kernel
+        and bias, fc2 kernel and bias."""
         cell = self.gru.cell
         return [self.fc1.kernel, self.fc1.bias, cell.kernel, cell.recurrent_kernel, cell.bias,
                 self.fc2.kernel, self.fc2.bias]

@@ -53,9 +53,7 @@ class NumpyAgentPolicy:
         if self._flat is None:
             import tensorflow as tf
 
-            variables = [self.agent.fc1.kernel, self.agent.fc1.bias, self.agent.gru.cell.kernel,
-                         self.agent.gru.cell.recurrent_kernel, self.agent.gru.cell.bias,
-                         self.agent.fc2.kernel, self.agent.fc2.bias]
+            variables = self.agent.sequence_weights()  # fc1 kernel, bias, GRU kernel, recurrent, bias, fc2 ...
             shapes = [tuple(v.shape) for v in variables]
             flat = tf.function(
                 lambda: tf.concat([tf.reshape(tf.cast(v.value, tf.float32), [-1]) for v in variables], 0)

@@ -9,7 +9,8 @@
 * `model.keras` - the Functional agents + mixer model, written when training ends;
 * `run.json` - env steps, episodes, train steps, last and best greedy test return, and the
   source revision of each sitting that trained it (`kqmix.provenance`);
-* `evaluation.json` - the report of `kqmix evaluate RUN_DIR`, if it was run.
+* `evaluation.json` - the report of `kqmix evaluate RUN_DIR`, if it was run, and
+  `evaluation-export-<name>-<version>.json` that of an exported version of the run.
 
 Training, evaluation, plotting, the CLI and the exporter all read and write
 runs through this module; none of them imports the training loop to do so.
@@ -35,6 +36,11 @@ CHECKPOINTS_DIR = "checkpoints"
 MODEL_FILE = "model.keras"
 SUMMARY_FILE = "run.json"
 EVALUATION_FILE = "evaluation.json"
+
+
+def export_evaluation_file(model_name: str, version: str) -> str:
+    """The report `kqmix evaluate` writes into a run for one of its exported versions."""
+    return f"evaluation-export-{model_name}-{version}.json"
 
 #: Files a finished run has; `load_run` needs all of them.
 FINISHED_FILES = (CONFIG_FILE, ENV_FILE, SUMMARY_FILE, MODEL_FILE)

@@ -22,6 +22,22 @@ def test_evaluate_run_and_export(reference_runs, tmp_path, kqmix):
     assert json.loads((tmp_path / "r.json").read_text())["return_mean"] == 8.0
 
 
+def test_the_report_on_an_export_goes_into_its_run_never_the_current_directory(reference_runs, tmp_path, kqmix):
+    from kqmix.export import export_run
+
+    version = export_run(reference_runs["c"], name="small", out=tmp_path / "models")
+    out = kqmix("evaluate", version, "--episodes", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = reference_runs["c"] / "evaluation-export-small-1.json"
+    assert json.loads(report.read_text())["path"] == str(version)
+    assert not (version / "evaluation.json").exists() and not (tmp_path / "evaluation.json").exists()
+    # The shipped example's run is not shipped: the report needs a place.
+    shipped = os.path.join(os.path.dirname(__file__), "..", "saved_models", "two_step", "1")
+    out = kqmix("evaluate", shipped, "--episodes", "2", cwd=tmp_path)
+    assert out.returncode == 2 and "say where the report goes with --report PATH" in out.stderr
+    assert not (tmp_path / "evaluation.json").exists()
+
+
 def test_episode_seeds_are_one_function_of_seed_stream_and_batch():
     assert episode_seeds(3, TEST_STREAM, 2, 4) == episode_seeds(3, TEST_STREAM, 2, 4)
     assert len({TRAIN_STREAM, TEST_STREAM, EVAL_STREAM}) == 3
