@@ -144,14 +144,17 @@ PRESETS.update({
 # update per rollout, hard target copy every 200 updates (= 1600 episodes
 # of 8 environments), global-norm clip 25, epsilon 1 -> 0.05 over 10% of the
 # 1e7 steps, agent id in the input (CTRolloutManager) without the last action,
-# team reward = sum of the agents' rewards, the time limit treated as
-# terminal (qmix_rnn.py masks the bootstrap with the episode's done), the
-# learning rate 0.005 decayed linearly to 0 over the run (LR_LINEAR_DECAY).
-# Differences: JaxMARL's optimizer is RAdam (kqmix: Adam), its decay counts
-# updates (kqmix: env steps), it starts learning after 10k steps (kqmix: once
-# the buffer holds a batch of episodes), and collects fixed 26-step
-# rollouts (its MPE episodes last 26 steps, done at max_steps + 1), while
-# kqmix stores whole 25-step episodes, 8 per update.
+# team reward = sum of the agents' rewards, the learning rate 0.005 decayed
+# linearly to 0 over the run (LR_LINEAR_DECAY).
+# Differences: JaxMARL's optimizer is RAdam (kqmix: Adam), its mixer's
+# hypernetworks start orthogonal with gain 0.001 (MIXER_INIT_SCALE; kqmix:
+# PyTorch's default), its decay counts updates (kqmix: env steps), it starts
+# learning after 10k steps (kqmix: once the buffer holds a batch of
+# episodes), and it collects fixed 26-step rollouts (its MPE episodes last 26
+# steps, done at max_steps + 1) whose 25 trained steps all bootstrap: the
+# done it masks the target with is the one stored with the step, i.e. the
+# previous step's, never set inside a rollout from a reset. kqmix stores
+# whole 25-step episodes, 8 per update, and treats the limit as terminal.
 PRESETS["jax_mpe_spread"] = dict(
     env="jaxmarl", env_key="mpe:simple_spread_v3", batch_size_run=8, t_max=10_000_000,
     optimizer="adam", lr=0.005, lr_schedule="linear", batch_size=32, buffer_size=5000, rnn_hidden_dim=64,

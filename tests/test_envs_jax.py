@@ -296,3 +296,37 @@ def test_train_smoke_on_jax_mpe_spread(tmp_path, mpe, monkeypatch):
     assert env_json["state_dim"] == 54 and env_json["episode_limit"] == 25
     report = evaluate_path(result.run_dir, episodes=2)
     assert report["episodes"] == 2 and "win_rate" not in report
+
+
+def test_jaxmarls_logged_mpe_return_is_the_team_sum_kqmix_reports():
+    """JaxMARL's QMIX logs MPE returns through `MPELogWrapper`, which multiplies every agent's
+    reward by the number of agents: its per-agent `returned_episode_returns` is the team sum
+    kqmix reports (over 26 steps, JaxMARL's episode, against kqmix's 25). The same actions and
+    keys through both must give the same figures, so the two stay on one scale."""
+    import jax
+    import jax.numpy as jnp
+    from jaxmarl.wrappers.baselines import MPELogWrapper
+
+    from kqmix.envs.jax_vec import _core
+
+    core = _core("mpe:simple_spread_v3")
+    logged = MPELogWrapper(core.env)
+    ekey = jax.random.PRNGKey(2024)
+    carry, *_ = core.reset_one(ekey)
+    _, log_state = logged.reset(jax.random.fold_in(ekey, 0))
+    rng = np.random.default_rng(0)
+    team, n = [], core.n_agents
+    for t in range(1, core.episode_limit + 2):  # JaxMARL's episode is one step longer
+        actions = rng.integers(0, core.n_actions, n)
+        acts = {a: jnp.int32(actions[i]) for i, a in enumerate(core.agents)}
+        _, log_state, rewards, dones, info = logged.step(jax.random.fold_in(ekey, t), log_state, acts)
+        team.append(float(sum(rewards[a] for a in core.agents)))
+        if t <= core.episode_limit:
+            carry, final, _ = core.step_one(carry, jnp.asarray(actions, jnp.int32))
+            np.testing.assert_allclose(float(final[3]), team[-1], rtol=1e-6)  # kqmix's team reward
+            assert bool(final[5]) == (t == core.episode_limit)  # kqmix truncates at 25 steps
+        if t == core.episode_limit:
+            # The wrapper's running per-agent return = n x each agent's own: averaged, the team sum.
+            np.testing.assert_allclose(float(jnp.mean(log_state.episode_returns)), sum(team), rtol=1e-5)
+    assert bool(dones["__all__"]) and len(team) == 26
+    np.testing.assert_allclose(float(jnp.mean(info["returned_episode_returns"])), sum(team), rtol=1e-5)
