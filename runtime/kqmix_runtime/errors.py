@@ -24,6 +24,14 @@ class MissingArtifactError(ValidationError):
         super().__init__(f"missing artifact: {self.path}" + (f" ({detail})" if detail else ""))
 
 
+class BackendNotExportedError(MissingArtifactError):
+    """The version was exported without the files a runtime backend needs (e.g. no `agent.tflite`)."""
+
+    def __init__(self, path, backend: str, how: str):
+        self.backend = backend
+        MissingArtifactError.__init__(self, path, f"this version has no {backend} files; {how}")
+
+
 class CorruptArtifactError(ValidationError):
     """A file exists but cannot be read, or its checksum differs from metadata.json."""
 
@@ -94,3 +102,7 @@ class RuntimeInputError(ValueError):
 
 class NoAvailableActionError(RuntimeInputError):
     """A row of `avail_actions` has no available action, so no action can be chosen."""
+
+
+class BackendUnavailableError(ImportError):
+    """The Python package a runtime backend needs is not installed; the message names the install command."""
