@@ -22,7 +22,13 @@ from __future__ import annotations
 
 from . import errors, spec
 from ._lazy import lazy_getattr
-from .errors import NoAvailableActionError, RuntimeInputError, ValidationError
+from .errors import (
+    BackendNotExportedError,
+    BackendUnavailableError,
+    NoAvailableActionError,
+    RuntimeInputError,
+    ValidationError,
+)
 
 __version__ = "0.1.0"
 
@@ -39,6 +45,8 @@ _LAZY = {
 
 __all__ = [
     *_LAZY,
+    "BackendNotExportedError",
+    "BackendUnavailableError",
     "NoAvailableActionError",
     "RuntimeInputError",
     "ValidationError",

@@ -96,6 +96,17 @@ class MismatchError(ValidationError):
         super().__init__(f"{artifact}: output {output!r} differs from the Keras model: {detail}")
 
 
+class AgreementError(ValidationError):
+    """A quantised agent's greedy actions agree with the float32 agent's less often than required."""
+
+    def __init__(self, artifact: str, agreement: float, required: float, detail: str = ""):
+        self.artifact, self.agreement, self.required = artifact, float(agreement), float(required)
+        super().__init__(
+            f"{artifact}: greedy actions agree with the float32 agent on {self.agreement:.2%} of agent-steps; "
+            f"at least {self.required:.2%} required" + (f" ({detail})" if detail else "")
+        )
+
+
 class RuntimeInputError(ValueError):
     """An input passed to the runtime has the wrong shape, dtype or value."""
 
