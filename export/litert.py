@@ -163,9 +163,9 @@ def record_greedy_episodes(act, env_name: str, env_key, n_agents: int, hidden_di
     """Greedy episodes of `act` (a function feed -> outputs of the `act` signature) in the environment.
 
     Episode k is seeded `episode_seeds(seed, CALIBRATION_STREAM, first + k, 1)`.
-    Returns one list per episode of steps `{**inputs, "q_values", "action"}`
-    at batch N (all agents), hidden states and last actions carried as the
-    runtime carries them.
+    Returns one list per episode of steps `{**inputs, "q_values", "action",
+    "reward"}` at batch N (all agents), hidden states and last actions carried
+    as the runtime carries them.
     """
     from kqmix.envs import make_env
     from kqmix.evaluation import episode_seeds
@@ -191,12 +191,18 @@ def record_greedy_episodes(act, env_name: str, env_key, n_agents: int, hidden_di
                 steps.append({**feed, "q_values": np.asarray(out["q_values"], np.float32),
                               "action": np.asarray(out["action"], np.int32)})
                 hidden, last = np.asarray(out["next_hidden"], np.float32), steps[-1]["action"]
-                obs, _, avail, _, terminated, truncated, _ = env.step(last.astype(np.int64))
+                obs, _, avail, reward, terminated, truncated, _ = env.step(last.astype(np.int64))
+                steps[-1]["reward"] = float(reward)
                 done = terminated or truncated
             recorded.append(steps)
     finally:
         env.close()
     return recorded
+
+
+def episode_return(episodes: list[list[dict]]) -> float:
+    """Mean team return of recorded episodes."""
+    return float(np.mean([sum(step["reward"] for step in episode) for episode in episodes]))
 
 
 def calibration_feeds(episodes: list[list[dict]], limit: int = MAX_CALIBRATION_STEPS) -> list[dict]:
@@ -219,12 +225,19 @@ class Int8Report:
     episodes: int
     agent_steps: int
     action_agreement: float  # share of agent-steps with the same greedy action
+    # What a disagreement costs in the float32 agent's own values: Q_f(float's
+    # action) - Q_f(int8's action), 0 where they agree. Near 0 = the two actions
+    # were all but tied (the float agent was indifferent between them).
+    regret_mean: float
+    regret_max: float
     q_max_abs_error: float
     q_mean_abs_error: float
     q_abs_scale: float  # mean over agent-steps of max |Q| of the float32 row
     unavailable_actions: int  # int8 actions outside avail_actions (where any was available): must be 0
     float_bytes: int = 0
     int8_bytes: int = 0
+    float_return_mean: float | None = None  # greedy returns over the same seeds, each agent acting itself
+    int8_return_mean: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -235,7 +248,7 @@ def int8_agreement(run_int8, episodes: list[list[dict]]) -> Int8Report:
     from kqmix_runtime.actions import masked_greedy
 
     agree = total = unavailable = 0
-    errors, scales, worst = [], [], 0.0
+    errors, scales, regrets, worst = [], [], [], 0.0
     for episode in episodes:
         hidden = None
         for step in episode:
@@ -250,6 +263,9 @@ def int8_agreement(run_int8, episodes: list[list[dict]]) -> Int8Report:
             scales.append(np.abs(step["q_values"]).max(axis=-1))
             action = np.asarray(out["action"])
             agree += int((action == step["action"]).sum())
+            rows = np.arange(len(action))
+            chosen = np.where(action >= 0, action, step["action"])  # NO_ACTION rows: no regret defined
+            regrets.append(step["q_values"][rows, step["action"]] - step["q_values"][rows, chosen])
             unavailable += int((action != masked_greedy(out["q_values"], step["avail_actions"])).sum())
             total += step["action"].size
             hidden = np.asarray(out["next_hidden"], np.float32)
@@ -259,6 +275,7 @@ def int8_agreement(run_int8, episodes: list[list[dict]]) -> Int8Report:
         episodes=len(episodes), agent_steps=total, action_agreement=agree / total,
         q_max_abs_error=worst, q_mean_abs_error=float(np.mean(np.concatenate(errors))),
         q_abs_scale=float(np.mean(np.concatenate(scales))), unavailable_actions=unavailable,
+        regret_mean=float(np.mean(np.concatenate(regrets))), regret_max=float(np.max(np.concatenate(regrets))),
     )
 
 
@@ -297,6 +314,7 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
                                           CALIBRATION_EPISODES + EVALUATION_EPISODES, seed)
         calibration = calibration_feeds(recorded[:CALIBRATION_EPISODES])
         held_out = recorded[CALIBRATION_EPISODES:]
+        recorded_env = True
         source = (f"{CALIBRATION_EPISODES} greedy episodes of the float32 agent in {env['env']}"
                   f"{'/' + env['env_key'] if env.get('env_key') else ''} (seed {seed}, stream "
                   f"{CALIBRATION_STREAM}); error measured on the next {EVALUATION_EPISODES}")
@@ -306,6 +324,7 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
         held_out = [[{**feed, **{k: v for k, v in float_agent.run(feed).items() if k != "next_hidden"}}]
                     for feed in calibration[1::2]]
         calibration = calibration[0::2]
+        recorded_env = False
         source = "caller-supplied feeds (even ones calibrate, odd ones measure)"
     content = quantize_int8(version_dir, calibration)
     int8_ops = operators_of(content)
@@ -313,6 +332,11 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
     (version_dir / spec.AGENT_INT8_TFLITE).write_bytes(content)
     int8_agent = LiteRTModel(version_dir / spec.AGENT_INT8_TFLITE, spec.ACT, interpreter=interpreter_class())
     report = int8_agreement(int8_agent.run, held_out)
+    if recorded_env:
+        report.float_return_mean = episode_return(held_out)
+        report.int8_return_mean = episode_return(record_greedy_episodes(
+            int8_agent.run, env["env"], env.get("env_key"), n, h, EVALUATION_EPISODES, seed,
+            first=CALIBRATION_EPISODES))
     report.float_bytes = (version_dir / spec.AGENT_TFLITE).stat().st_size
     report.int8_bytes = len(content)
     ops[spec.AGENT_INT8_TFLITE] = int8_ops

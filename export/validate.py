@@ -112,7 +112,8 @@ class ValidationReport:
                 f"  {spec.AGENT_INT8_TFLITE:<40} greedy-action agreement {r['action_agreement']:.2%} "
                 f"(>= {r['min_agreement']:.0%} required) over {r['agent_steps']} agent-steps of "
                 f"{r['episodes']} episodes; |Q error| mean {r['q_mean_abs_error']:.2e}, max "
-                f"{r['q_max_abs_error']:.2e} (mean max|Q| {r['q_abs_scale']:.2e})"
+                f"{r['q_max_abs_error']:.2e} (mean max|Q| {r['q_abs_scale']:.2e}); regret mean "
+                f"{r['regret_mean']:.2e}; return {r['int8_return_mean']} (float32 {r['float_return_mean']})"
             )
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
@@ -545,6 +546,12 @@ def _check_int8(version_dir: Path, metadata: dict, reference, model, report: Val
                             f"{int8['report']['action_agreement']:.2%}")
         return
     result = litert_files.int8_agreement(model.run, episodes)
+    result.float_return_mean = litert_files.episode_return(episodes)
+    sizes_ = metadata["sizes"]
+    result.int8_return_mean = litert_files.episode_return(litert_files.record_greedy_episodes(
+        model.run, env.get("env"), env.get("env_key"), int(sizes_["n_agents"]), int(sizes_["hidden_dim"]),
+        litert_files.EVALUATION_EPISODES, seed=int(int8["calibration"].get("seed", 0)),
+        first=litert_files.CALIBRATION_EPISODES))
     required = litert_files.INT8_MIN_AGREEMENT if required is None else float(required)
     report.int8 = {**result.as_dict(), "min_agreement": required}
     if result.unavailable_actions:

@@ -31,7 +31,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from . import spec
 from .errors import (
@@ -84,8 +83,10 @@ def backend_files(version_dir, backend: str) -> tuple:
     return paths
 
 
-def make_session(path, threads: int = 1) -> ort.InferenceSession:
+def make_session(path, threads: int = 1):
     """An onnxruntime CPU session tuned for many tiny calls (no thread pool hand-offs)."""
+    import onnxruntime as ort  # here, so the LiteRT backend runs where onnxruntime is not installed
+
     path = Path(path)
     if not path.is_file():
         raise MissingArtifactError(path)
@@ -161,6 +162,8 @@ class _AgentStep:
         outputs = (("q_values", self._q), ("action", self._action), ("next_hidden", self._next_hidden))
 
         if backend == spec.ONNX_BACKEND:
+            import onnxruntime as ort
+
             self.session = make_session(agent_file, threads)
             # Buffers the session reads and writes in place (OrtValues share their memory).
             binding = self.session.io_binding()
