@@ -269,6 +269,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lbf-run", type=Path, default=None,
                         help="an LBF run directory: exported with --quantize int8 (calibrated on its own "
                              "greedy episodes) and timed too")
+    parser.add_argument("--quantize", choices=["int8", "int8-weights"], default="int8",
+                        help="quantisation of the int8 agent files (default: int8, weights and activations)")
     parser.add_argument("--seconds", type=float, default=0.5, help="time budget per case and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per case; the median is reported")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
@@ -286,7 +288,8 @@ def main(argv=None) -> int:
     print(f"kqmix {kqmix.__version__} | python {platform.python_version()} | tensorflow {tf.__version__} "
           f"| onnxruntime {ort.__version__} | ai-edge-litert {litert_version} | numpy {np.__version__} "
           f"| {os.cpu_count()} CPUs")
-    print("LiteRT: num_threads=1, default CPU kernels (XNNPACK delegate for float models)")
+    print("LiteRT: num_threads=1, default CPU kernels (XNNPACK delegate for float models); "
+          f"int8 rows: --quantize {args.quantize}")
     print("onnxruntime: intra_op_num_threads=1, inter_op_num_threads=1, ORT_SEQUENTIAL, "
           "ORT_ENABLE_ALL, no spinning")
     print(f"tensorflow: intra_op={tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
@@ -315,13 +318,13 @@ def main(argv=None) -> int:
                             "last_action": rng.integers(-1, 9, 3).astype(np.int32),
                             "avail_actions": np.ones((3, 9), np.float32),
                             "hidden": rng.uniform(-1, 1, (3, 64)).astype(np.float32)} for _ in range(200)]
-            version = export_run(run, name="bench3m", out=Path(tmp) / "out", quantize="int8",
+            version = export_run(run, name="bench3m", out=Path(tmp) / "out", quantize=args.quantize,
                                  calibration=calibration)
             rows += bench(version, run)
         if args.lbf_run is not None:
-            version = export_run(args.lbf_run, name="benchlbf", out=Path(tmp) / "out", quantize="int8")
+            version = export_run(args.lbf_run, name="benchlbf", out=Path(tmp) / "out", quantize=args.quantize)
             report = json.loads((version / "metadata.json").read_text())["litert"]["int8"]["report"]
-            print(f"LBF int8 agent against float32 on recorded greedy episodes: {json.dumps(report)}")
+            print(f"LBF {args.quantize} agent against float32 on recorded greedy episodes: {json.dumps(report)}")
             rows += bench(version, args.lbf_run)
     print_table(rows)
     table = side_by_side(rows, sizes)

@@ -36,10 +36,13 @@ def add_commands(subparsers) -> None:
                         help="validate every artifact against the Keras model before publishing")
     export.add_argument("--no-litert", dest="litert", action="store_false",
                         help="skip the LiteRT (.tflite) files")
-    export.add_argument("--quantize", choices=["int8"], default=None,
-                        help="also write agent_int8.tflite: int8 post-training quantisation calibrated on "
-                             "greedy episodes of the run's environment; its Q error and action agreement "
-                             "go into metadata.json")
+    export.add_argument("--quantize", choices=["int8", "int8-weights"], default=None,
+                        help="also write agent_int8.tflite: int8 = int8 weights and activations calibrated "
+                             "on greedy episodes of the run's environment; int8-weights = int8 weights, "
+                             "float activations. Its Q error and action agreement go into metadata.json")
+    export.add_argument("--int8-min-agreement", type=float, default=None,
+                        help="with --check: share of agent-steps on which agent_int8.tflite must choose the "
+                             "float32 agent's action (default: 0.99)")
     export.set_defaults(func=run_export)
 
     validate = subparsers.add_parser(
@@ -74,7 +77,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     try:
         path = export_run(args.run_dir, name=args.name, out=args.out, check=args.check, opset=args.opset,
-                          litert=args.litert, quantize=args.quantize)
+                          litert=args.litert, quantize=args.quantize,
+                          int8_min_agreement=args.int8_min_agreement)
     except (RunError, ExportError) as exc:
         print(f"kqmix export: {exc}", file=sys.stderr)
         return 2

@@ -219,7 +219,8 @@ def _write_version(loaded, tmp: Path, name: str, opset: int, litert: bool = True
 
 def export_run(run_dir, name: str | None = None, out="saved_models", *, check: bool = False,
                opset: int = spec.ONNX_OPSET, quiet: bool = True, litert: bool = True,
-               quantize: str | None = None, calibration=None) -> Path:
+               quantize: str | None = None, calibration=None,
+               int8_min_agreement: float | None = None) -> Path:
     """Exports a finished run as a new version `<out>/<name>/<version>/`; returns its path.
 
     Args:
@@ -232,9 +233,11 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
         quiet: silence tf2onnx's logging.
         litert: also write `agent.tflite`, `mixer.tflite`, `mixer_grad.tflite`
             (LiteRT, builtin operators only; about a second each).
-        quantize: `"int8"` also writes `agent_int8.tflite`, calibrated on
-            greedy episodes of the float agent in the run's environment, with
-            its Q error and action agreement in metadata.json.
+        quantize: `"int8"` also writes `agent_int8.tflite`, int8 weights and
+            activations calibrated on greedy episodes of the float agent in
+            the run's environment; `"int8-weights"` int8 weights only. The Q
+            error and action agreement against float32 go into metadata.json.
+        int8_min_agreement: with `check`, the validator's bar for the int8 agent.
         calibration: int8 calibration feeds (`act` inputs) instead of
             recorded episodes, e.g. for a network without an environment.
 
@@ -243,8 +246,12 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
     """
     if quiet:
         _quiet_converters()
-    if quantize is not None and (quantize != "int8" or not litert):
-        raise ExportError(f"`quantize` must be None or 'int8' (with litert=True). Received: quantize={quantize!r}")
+    if quantize is not None:
+        from .litert import QUANTIZE_MODES
+
+        if quantize not in QUANTIZE_MODES or not litert:
+            raise ExportError(f"`quantize` must be None or one of {sorted(QUANTIZE_MODES)} (with litert=True). "
+                              f"Received: quantize={quantize!r}")
     loaded = rundir.load_run(run_dir)
     name = name or default_name(loaded.config)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
@@ -260,7 +267,7 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
             if check:
                 from .validate import validate_export
 
-                validate_export(tmp, run_dir=run_dir, loaded=loaded)
+                validate_export(tmp, run_dir=run_dir, loaded=loaded, int8_min_agreement=int8_min_agreement)
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a server user
             return _publish(tmp, model_dir)
     except BaseException:

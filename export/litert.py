@@ -6,7 +6,8 @@
   `act` implementation in the run's own environment, step by step (inputs
   and outputs), with fixed seeds: the int8 calibration and evaluation data;
 * `quantize_int8(saved_model_dir, calibration)` - the `act` signature with
-  int8 weights and activations, float32 / int32 I/O;
+  int8 weights and activations, float32 / int32 I/O; `quantize_weights` -
+  int8 weights only (float activations, no calibration);
 * `int8_agreement(run_int8, episodes)` - Q error and greedy-action agreement
   of an int8 agent against the float32 one over recorded episodes.
 
@@ -30,6 +31,13 @@ import numpy as np
 from kqmix_runtime import spec
 from kqmix_runtime.errors import ExportError
 
+#: `quantize` modes -> what they store. Both write `agent_int8.tflite` (one int8 file per version).
+QUANTIZE_MODES = {
+    "int8": "post-training full-integer: int8 weights (per channel) and activations calibrated on "
+            "recorded greedy episodes, float32/int32 inputs and outputs, masked greedy choice in float32",
+    "int8-weights": "post-training dynamic range: int8 weights (per channel), float32 activations "
+                    "(quantised on the fly inside each matmul), float32/int32 inputs and outputs",
+}
 #: Seed stream of the recorded greedy episodes (after kqmix.evaluation's
 #: training, test and evaluation streams 0, 1, 2).
 CALIBRATION_STREAM = 3
@@ -116,6 +124,23 @@ def quantize_int8(saved_model_dir, calibration: list[dict]) -> bytes:
             return debugger.get_nondebug_quantized_model()
     except Exception as exc:
         raise ExportError(f"LiteRT int8 quantisation of {spec.ACT!r} failed: {exc}") from None
+
+
+def quantize_weights(saved_model_dir) -> bytes:
+    """The `act` signature with int8 weights and float activations (LiteRT's dynamic range quantisation).
+
+    No calibration: each FULLY_CONNECTED quantises its input per call. The
+    recurrent state and the Qs stay float32 between operators, so the error
+    is the weights' rounding alone.
+    """
+    tf = _quiet_tf()
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[spec.ACT])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        return converter.convert()
+    except Exception as exc:
+        raise ExportError(f"LiteRT int8-weight quantisation of {spec.ACT!r} failed: {exc}") from None
 
 
 def interpreter_class():
@@ -283,7 +308,8 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
                 calibration: list[dict] | None = None, seed: int = 0) -> dict:
     """Writes the LiteRT files next to a version's SavedModel; returns metadata["litert"].
 
-    `quantize="int8"` also writes `agent_int8.tflite`, calibrated on
+    `quantize="int8"` (or `"int8-weights"`, see `QUANTIZE_MODES`) also
+    writes `agent_int8.tflite`, calibrated on
     `calibration` (feeds of `act` inputs) if given, else on greedy episodes
     of the version's float agent in the run's environment (`env["env"]`,
     `env["env_key"]`); the error report uses the held-out episodes.
@@ -302,8 +328,8 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
             "ops_set": "TFLITE_BUILTINS"}
     if quantize is None:
         return meta
-    if quantize != "int8":
-        raise ExportError(f"`quantize` must be None or 'int8'. Received: quantize={quantize!r}")
+    if quantize not in QUANTIZE_MODES:
+        raise ExportError(f"`quantize` must be None or one of {sorted(QUANTIZE_MODES)}. Received: quantize={quantize!r}")
 
     from kqmix_runtime.litert import LiteRTModel
 
@@ -326,7 +352,7 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
         calibration = calibration[0::2]
         recorded_env = False
         source = "caller-supplied feeds (even ones calibrate, odd ones measure)"
-    content = quantize_int8(version_dir, calibration)
+    content = quantize_int8(version_dir, calibration) if quantize == "int8" else quantize_weights(version_dir)
     int8_ops = operators_of(content)
     check_builtin(spec.AGENT_INT8_TFLITE, int8_ops)
     (version_dir / spec.AGENT_INT8_TFLITE).write_bytes(content)
@@ -343,10 +369,10 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
     meta["int8"] = {
         "file": spec.AGENT_INT8_TFLITE,
         "signature": spec.ACT,
-        "scheme": "post-training full-integer: int8 weights (per channel) and activations, "
-                  "float32/int32 inputs and outputs, masked greedy choice in float32",
-        "float_ops": FLOAT_OPS_IN_INT8,
-        "calibration": {"source": source, "feeds": len(calibration), "seed": seed},
+        "mode": quantize,
+        "scheme": QUANTIZE_MODES[quantize],
+        **({"float_ops": FLOAT_OPS_IN_INT8} if quantize == "int8" else {}),
+        "calibration": {"source": source, "feeds": len(calibration) if quantize == "int8" else 0, "seed": seed},
         "report": report.as_dict(),
         "min_agreement": INT8_MIN_AGREEMENT,
     }

@@ -109,7 +109,7 @@ class ValidationReport:
         if self.int8:
             r = self.int8
             lines.append(
-                f"  {spec.AGENT_INT8_TFLITE:<40} greedy-action agreement {r['action_agreement']:.2%} "
+                f"  {spec.AGENT_INT8_TFLITE} ({r['mode']}): greedy-action agreement {r['action_agreement']:.2%} "
                 f"(>= {r['min_agreement']:.0%} required) over {r['agent_steps']} agent-steps of "
                 f"{r['episodes']} episodes; |Q error| mean {r['q_mean_abs_error']:.2e}, max "
                 f"{r['q_max_abs_error']:.2e} (mean max|Q| {r['q_abs_scale']:.2e}); regret mean "
@@ -553,7 +553,7 @@ def _check_int8(version_dir: Path, metadata: dict, reference, model, report: Val
         litert_files.EVALUATION_EPISODES, seed=int(int8["calibration"].get("seed", 0)),
         first=litert_files.CALIBRATION_EPISODES))
     required = litert_files.INT8_MIN_AGREEMENT if required is None else float(required)
-    report.int8 = {**result.as_dict(), "min_agreement": required}
+    report.int8 = {**result.as_dict(), "min_agreement": required, "mode": int8.get("mode", "int8")}
     if result.unavailable_actions:
         raise MismatchError(artifact, "action", f"{result.unavailable_actions} actions are not the greedy "
                             "available action of the returned q_values")

@@ -154,6 +154,20 @@ def test_int8_agent_report_and_validation(version_dir, run_dir):  # noqa: F811
         validate_export(version_dir, run_dir=run_dir, batch_sizes=(1,), steps=2, int8_min_agreement=1.01)
 
 
+def test_int8_weights_mode(run_dir, tmp_path):  # noqa: F811
+    """`quantize="int8-weights"`: int8 weights, float activations, the same file name, signature and report."""
+    version = exporter.export_run(run_dir, name="w8", out=tmp_path, quantize="int8-weights")
+    int8 = json.loads((version / "metadata.json").read_text())["litert"]["int8"]
+    assert int8["mode"] == "int8-weights" and int8["report"]["action_agreement"] >= litert_export.INT8_MIN_AGREEMENT
+    interpreter = Interpreter(model_path=str(version / spec.AGENT_INT8_TFLITE))
+    fc = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    # The converter leaves weight tensors under 1024 elements in float32 (here fc1 and fc2).
+    assert any(interpreter._get_tensor_details(op["inputs"][1], 0)["dtype"] == np.int8 for op in fc)
+    assert all(interpreter._get_tensor_details(op["outputs"][0], 0)["dtype"] == np.float32 for op in fc)
+    assert int8["report"]["int8_return_mean"] == 8.0
+    DecentralisedAgents(version, backend="litert-int8").reset()
+
+
 def test_runtime_backends_agree_over_episodes(version_dir, loaded):  # noqa: F811
     """DecentralisedAgents / SingleAgent on LiteRT float match ONNX; int8 stays available and close."""
     rng = np.random.default_rng(7)
