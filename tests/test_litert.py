@@ -230,6 +230,23 @@ def test_version_without_litert_files(run_dir, version_dir, tmp_path, monkeypatc
         DecentralisedAgents(version_dir, backend="litert")
 
 
+def test_failed_litert_conversion_publishes_nothing(run_dir, tmp_path, monkeypatch):  # noqa: F811
+    calls = []
+    real_convert = litert_export.convert
+
+    def failing_convert(saved_model_dir, signature):
+        calls.append(signature)
+        if signature == spec.MIX:  # agent.tflite is already written
+            raise RuntimeError("injected failure while converting mixer.tflite")
+        return real_convert(saved_model_dir, signature)
+
+    monkeypatch.setattr(litert_export, "convert", failing_convert)
+    with pytest.raises(RuntimeError, match="injected"):
+        exporter.export_run(run_dir, name="atomic", out=tmp_path / "sm")
+    assert calls == [spec.ACT, spec.MIX]
+    assert not (tmp_path / "sm").exists()  # no version, no staging directory, no model folder
+
+
 def test_shipped_example_earns_eight_through_litert():
     from kqmix.envs import make_env
 
