@@ -28,6 +28,8 @@ from kqmix.export import (  # noqa: E402
     BackendUnavailableError,
     CorruptArtifactError,
     MissingOutputError,
+    NoAvailableActionError,
+    RuntimeInputError,
     exporter,
 )
 from kqmix.export import litert as litert_export  # noqa: E402
@@ -191,6 +193,14 @@ def test_runtime_backends_agree_over_episodes(version_dir, loaded):  # noqa: F81
             # Re-align the int8 team on the float state so its error does not compound here.
             teams["litert-int8"].set_state(teams["onnx"].hidden, teams["onnx"].last_action)
     assert teams["litert"].backend == "litert"
+    empty_row = np.array([[1, 0], [0, 0]], np.float32)
+    for backend in ("litert", "litert-int8"):
+        with pytest.raises(NoAvailableActionError, match="agent 1 has no available action"):
+            DecentralisedAgents(version_dir, backend=backend).act(np.zeros((2, 3)), empty_row)
+        unchecked = DecentralisedAgents(version_dir, backend=backend, check=False)
+        assert unchecked.act(np.zeros((2, 3), np.float32), empty_row).tolist() == [0, -1]
+    with pytest.raises(RuntimeInputError, match="`backend` must be one of"):
+        DecentralisedAgents(version_dir, backend="tflite")
 
 
 def test_damaged_tflite_is_a_named_error(version_copy, run_dir):  # noqa: F811

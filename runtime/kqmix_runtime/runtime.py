@@ -76,7 +76,7 @@ def backend_files(version_dir, backend: str) -> tuple:
     version_dir = Path(version_dir)
     paths = tuple(version_dir / name for name in spec.BACKEND_FILES[backend])
     if backend != spec.ONNX_BACKEND and not paths[0].is_file():
-        how = ("export the run again with `kqmix export RUN --quantize int8`"
+        how = ("export the run again with `kqmix export RUN --quantize int8` (or int8-weights)"
                if backend == spec.LITERT_INT8_BACKEND else
                "export the run again with `kqmix export RUN` (LiteRT files are written by default)")
         raise BackendNotExportedError(paths[0], backend, how)
