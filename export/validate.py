@@ -62,7 +62,7 @@ _ONNX_DTYPES = {"float32": "tensor(float)", "int32": "tensor(int32)"}
 #: Default tolerances, |artifact - reference| <= atol + rtol * |reference| element-wise
 #: (`numpy.allclose`'s rule, with |reference| the largest magnitude in the
 #: element's row: see `row_magnitude`). Two correct implementations of one float32 graph
-#: differ because they sum in different orders (oneDNN vs onnxruntime's MLAS,
+#: differ because they sum in different orders (oneDNN vs onnxruntime's MLAS vs LiteRT's XNNPACK,
 #: AVX-512 vs AVX2 blocking, fused vs separate multiply-adds): a dot product of
 #: length K then differs by about sqrt(K) * u * sum|terms| (u = 2**-24 ~ 6e-8,
 #: the float32 unit roundoff), up to K * u * sum|terms| at worst. The agent is a
