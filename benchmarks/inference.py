@@ -1,20 +1,26 @@
-"""Inference latency of exported agents and mixers: onnxruntime, SavedModel, Keras.
+"""Inference latency of exported agents and mixers: onnxruntime, LiteRT, SavedModel, Keras.
 
     python benchmarks/inference.py                      # shipped two-step example + an SMAC-3m-sized net
     python benchmarks/inference.py --version saved_models/two_step/1 --repeats 5
+    python benchmarks/inference.py --lbf-run runs/<an LBF run>   # + that run exported with int8
 
 For each model: one agent step at batch 1 (one robot) and at batch N (a whole
 team), and one `mix` call at batch 1, through
 
 * onnxruntime: a plain `session.run`, I/O binding on preallocated arrays,
   and the `kqmix_runtime` classes (what a deployment calls);
+* LiteRT (ai-edge-litert's interpreter): the `kqmix_runtime` classes with
+  `backend="litert"` (agent.tflite) and `"litert-int8"` (agent_int8.tflite),
+  and the bare interpreter's `invoke()` on a resized, filled model;
 * the SavedModel, loaded with `tf.saved_model.load` and called through its
   `act` / `mix` signature;
 * the Keras layers, eagerly and inside a `tf.function`.
 
 Latency is per call, p50 and p99 in microseconds, median over `--repeats`
 rounds (these machines are noisy). The 3m-sized network is untrained: speed
-does not depend on the weights.
+does not depend on the weights (its int8 file is calibrated on random
+observations, so only its speed and size mean anything). A last table puts
+the deployed agent step of every format side by side with the file sizes.
 """
 
 from __future__ import annotations
@@ -114,12 +120,26 @@ def bench_version(version_dir: Path, run_dir, seconds: float, repeats: int) -> l
             binding.bind_ortvalue_output(k, ort.OrtValue.ortvalue_from_numpy(v))
         cases.append(("agent step", "onnxruntime io_binding", b,
                       lambda binding=binding: agent_sess.run_with_iobinding(binding), 200_000))
-    single = SingleAgent(version_dir, 0)
     obs1, avail1 = act_feed(1)["obs"][0], np.ones(a, np.float32)
-    cases.append(("agent step", "runtime SingleAgent.act", 1, lambda: single.act(obs1, avail1), 200_000))
-    team = DecentralisedAgents(version_dir)
     obs_n, avail_n = act_feed(n)["obs"], np.ones((n, a), np.float32)
-    cases.append(("agent step", "runtime DecentralisedAgents.act", n, lambda: team.act(obs_n, avail_n), 200_000))
+    for backend, agent_file in backends(version_dir).items():
+        suffix = "" if backend == "onnx" else f" [{backend}]"
+        single = SingleAgent(version_dir, 0, backend=backend)
+        cases.append(("agent step", f"runtime SingleAgent.act{suffix}", 1,
+                      lambda single=single: single.act(obs1, avail1), 200_000))
+        team = DecentralisedAgents(version_dir, backend=backend)
+        cases.append(("agent step", f"runtime DecentralisedAgents.act{suffix}", n,
+                      lambda team=team: team.act(obs_n, avail_n), 200_000))
+        if backend != "onnx":
+            from kqmix_runtime.litert import LiteRTModel
+
+            for b in (1, n):
+                model = LiteRTModel(version_dir / agent_file, "act")
+                index, _ = model.bind(b)
+                for name, value in act_feed(b).items():
+                    model.interpreter.set_tensor(index[name], value)
+                cases.append(("agent step", f"LiteRT interpreter.invoke [{backend}]", b,
+                              model.interpreter.invoke, 200_000))
 
     loaded_sm = tf.saved_model.load(str(version_dir))
     act_sig, mix_sig = loaded_sm.signatures["act"], loaded_sm.signatures["mix"]
@@ -166,14 +186,76 @@ def bench_version(version_dir: Path, run_dir, seconds: float, repeats: int) -> l
     return rows
 
 
+def backends(version_dir: Path) -> dict:
+    """Runtime backend -> agent file, for the backends whose files this version has."""
+    from kqmix_runtime import spec
+
+    return {backend: files[0] for backend, files in spec.BACKEND_FILES.items() if (version_dir / files[0]).is_file()}
+
+
+#: Side-by-side rows: format -> (implementation label at batch 1, at batch N).
+DEPLOYED = {
+    "SavedModel": ("SavedModel signature", "SavedModel signature"),
+    "ONNX": ("runtime SingleAgent.act", "runtime DecentralisedAgents.act"),
+    "LiteRT float32": ("runtime SingleAgent.act [litert]", "runtime DecentralisedAgents.act [litert]"),
+    "LiteRT int8": ("runtime SingleAgent.act [litert-int8]", "runtime DecentralisedAgents.act [litert-int8]"),
+}
+FORMAT_FILES = {"SavedModel": None, "ONNX": "agent.onnx", "LiteRT float32": "agent.tflite",
+                "LiteRT int8": "agent_int8.tflite"}
+
+
+def sizes_of(version_dir: Path) -> dict:
+    """Format -> bytes of the agent (the SavedModel: saved_model.pb + variables/, agent and mixer together)."""
+    out = {}
+    for fmt, filename in FORMAT_FILES.items():
+        if filename is None:
+            out[fmt] = sum(p.stat().st_size for p in [version_dir / "saved_model.pb",
+                                                       *(version_dir / "variables").iterdir()])
+        elif (version_dir / filename).is_file():
+            out[fmt] = (version_dir / filename).stat().st_size
+    return out
+
+
+def side_by_side(rows: list[dict], sizes: dict) -> list[dict]:
+    """One row per model and format: the deployed agent step at batch 1 and N, and the file size."""
+    table = []
+    for model in dict.fromkeys(row["model"] for row in rows):
+        mine = [r for r in rows if r["model"] == model and r["what"] == "agent step"]
+        n = max(r["batch"] for r in mine)
+        for fmt, (impl_1, impl_n) in DEPLOYED.items():
+            one = [r for r in mine if r["implementation"] == impl_1 and r["batch"] == 1]
+            team = [r for r in mine if r["implementation"] == impl_n and r["batch"] == n]
+            if not one or not team:
+                continue
+            table.append({"model": model, "format": fmt, "batch_n": n,
+                          "p50_1": one[0]["p50_us"], "p99_1": one[0]["p99_us"],
+                          "p50_n": team[0]["p50_us"], "p99_n": team[0]["p99_us"],
+                          "bytes": sizes.get(model, {}).get(fmt)})
+    return table
+
+
+def print_side_by_side(table: list[dict]) -> None:
+    print("\nDeployed agent step (runtime classes; SavedModel: its act signature), p50 / p99 us, and agent file size")
+    model = None
+    for row in table:
+        if row["model"] != model:
+            model = row["model"]
+            print(f"\n{model}")
+            print(f"  {'format':<15} {'B=1 p50':>9} {'B=1 p99':>9} {'B=N p50':>9} {'B=N p99':>9} {'bytes':>9}")
+        size = f"{row['bytes']:>9}" if row["bytes"] is not None else f"{'-':>9}"
+        print(f"  {row['format']:<15} {row['p50_1']:>9.1f} {row['p99_1']:>9.1f} {row['p50_n']:>9.1f} "
+              f"{row['p99_n']:>9.1f} {size}")
+    print("  (SavedModel bytes: saved_model.pb + variables/, which hold the mixer too)")
+
+
 def print_table(rows: list[dict]) -> None:
     model = None
     for row in rows:
         if row["model"] != model:
             model = row["model"]
             print(f"\n{model}")
-            print(f"  {'what':<11} {'implementation':<38} {'batch':>5} {'p50 us':>10} {'p99 us':>10} {'calls':>8}")
-        print(f"  {row['what']:<11} {row['implementation']:<38} {row['batch']:>5} "
+            print(f"  {'what':<11} {'implementation':<46} {'batch':>5} {'p50 us':>10} {'p99 us':>10} {'calls':>8}")
+        print(f"  {row['what']:<11} {row['implementation']:<46} {row['batch']:>5} "
               f"{row['p50_us']:>10.1f} {row['p99_us']:>10.1f} {row['calls']:>8}")
 
 
@@ -184,6 +266,11 @@ def main(argv=None) -> int:
     parser.add_argument("--run", type=Path, default=None,
                         help="run directory of --version, for the Keras rows (default: from metadata.json if present)")
     parser.add_argument("--no-3m", action="store_true", help="skip the SMAC-3m-sized synthetic network")
+    parser.add_argument("--lbf-run", type=Path, default=None,
+                        help="an LBF run directory: exported with --quantize int8 (calibrated on its own "
+                             "greedy episodes) and timed too")
+    parser.add_argument("--quantize", choices=["int8", "int8-weights"], default="int8",
+                        help="quantisation of the int8 agent files (default: int8, weights and activations)")
     parser.add_argument("--seconds", type=float, default=0.5, help="time budget per case and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per case; the median is reported")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
@@ -192,29 +279,58 @@ def main(argv=None) -> int:
     import kqmix
     from kqmix.export import export_run
 
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        litert_version = version("ai-edge-litert")
+    except PackageNotFoundError:
+        litert_version = "not installed"
     print(f"kqmix {kqmix.__version__} | python {platform.python_version()} | tensorflow {tf.__version__} "
-          f"| onnxruntime {ort.__version__} | numpy {np.__version__} | {os.cpu_count()} CPUs")
+          f"| onnxruntime {ort.__version__} | ai-edge-litert {litert_version} | numpy {np.__version__} "
+          f"| {os.cpu_count()} CPUs")
+    print("LiteRT: num_threads=1, default CPU kernels (XNNPACK delegate for float models); "
+          f"int8 rows: --quantize {args.quantize}")
     print("onnxruntime: intra_op_num_threads=1, inter_op_num_threads=1, ORT_SEQUENTIAL, "
           "ORT_ENABLE_ALL, no spinning")
     print(f"tensorflow: intra_op={tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
           f"inter_op={tf.config.threading.get_inter_op_parallelism_threads() or 'default'}")
     print(f"p50/p99 per call in microseconds, median of {args.repeats} rounds of <= {args.seconds}s")
 
-    rows = []
+    rows, sizes = [], {}
+
+    def bench(version, run):
+        new = bench_version(version, run, args.seconds, args.repeats)
+        sizes[new[0]["model"]] = sizes_of(version)
+        return new
+
     run_dir = args.run
     if run_dir is None:
         recorded = json.loads((args.version / "metadata.json").read_text()).get("source", {}).get("run_dir")
         if recorded and (Path(recorded) / "model.keras").is_file():
             run_dir = Path(recorded)
-    rows += bench_version(args.version, run_dir, args.seconds, args.repeats)
-    if not args.no_3m:
-        with tempfile.TemporaryDirectory() as tmp:
+    rows += bench(args.version, run_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.no_3m:
             run = synthetic_run(Path(tmp))
-            version = export_run(run, name="bench3m", out=Path(tmp) / "out")
-            rows += bench_version(version, run, args.seconds, args.repeats)
+            rng = np.random.default_rng(0)
+            calibration = [{"obs": rng.normal(size=(3, 30)).astype(np.float32),
+                            "agent_id": np.arange(3, dtype=np.int32),
+                            "last_action": rng.integers(-1, 9, 3).astype(np.int32),
+                            "avail_actions": np.ones((3, 9), np.float32),
+                            "hidden": rng.uniform(-1, 1, (3, 64)).astype(np.float32)} for _ in range(200)]
+            version = export_run(run, name="bench3m", out=Path(tmp) / "out", quantize=args.quantize,
+                                 calibration=calibration)
+            rows += bench(version, run)
+        if args.lbf_run is not None:
+            version = export_run(args.lbf_run, name="benchlbf", out=Path(tmp) / "out", quantize=args.quantize)
+            report = json.loads((version / "metadata.json").read_text())["litert"]["int8"]["report"]
+            print(f"LBF {args.quantize} agent against float32 on recorded greedy episodes: {json.dumps(report)}")
+            rows += bench(version, args.lbf_run)
     print_table(rows)
+    table = side_by_side(rows, sizes)
+    print_side_by_side(table)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "side_by_side": table}, indent=2))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Deployment: export a trained run to SavedModel + ONNX, validate it, run it without TensorFlow.
+"""Deployment: export a trained run to SavedModel + ONNX + LiteRT, validate it, run it without TensorFlow.
 
 * `export_run(run_dir, name=None, out="saved_models") -> Path` writes a new
   TF Serving version directory (needs TensorFlow, tf2onnx).
@@ -16,6 +16,9 @@ from __future__ import annotations
 from kqmix_runtime._lazy import lazy_getattr
 
 from kqmix_runtime.errors import (
+    AgreementError,
+    BackendNotExportedError,
+    BackendUnavailableError,
     CorruptArtifactError,
     ExportError,
     MismatchError,
@@ -41,6 +44,9 @@ _LAZY = {
 
 __all__ = [
     *_LAZY,
+    "AgreementError",
+    "BackendNotExportedError",
+    "BackendUnavailableError",
     "CorruptArtifactError",
     "ExportError",
     "FORMAT_VERSION",

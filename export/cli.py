@@ -1,4 +1,4 @@
-"""Command-line hooks: `kqmix export` and `kqmix validate`.
+"""Command-line hooks: `kqmix export` (SavedModel, ONNX, LiteRT) and `kqmix validate`.
 
 The main CLI calls `add_commands(subparsers)` and then `args.func(args)`.
 TensorFlow is imported inside the handlers only, so `kqmix --help` stays fast.
@@ -19,11 +19,12 @@ def add_commands(subparsers) -> None:
     """Adds the `export` and `validate` subcommands to an argparse subparsers object."""
     export = subparsers.add_parser(
         "export",
-        help="export a finished run to SavedModel + ONNX (TF Serving layout)",
+        help="export a finished run to SavedModel + ONNX + LiteRT (TF Serving layout)",
         description=(
             "Writes OUT/NAME/VERSION/ with a SavedModel (signatures act = serving_default, "
-            "mix, mix_grad), agent.onnx, mixer.onnx, mixer_grad.onnx, metadata.json and "
-            "config.json. VERSION is the next free integer; nothing is overwritten."
+            "mix, mix_grad), agent.onnx, mixer.onnx, mixer_grad.onnx, the same three as "
+            ".tflite (LiteRT, builtin ops only), metadata.json and config.json. VERSION is "
+            "the next free integer; nothing is overwritten."
         ),
     )
     export.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `kqmix train`")
@@ -33,6 +34,15 @@ def add_commands(subparsers) -> None:
                         help=f"ONNX opset (default: {spec.ONNX_OPSET})")
     export.add_argument("--check", action="store_true",
                         help="validate every artifact against the Keras model before publishing")
+    export.add_argument("--no-litert", dest="litert", action="store_false",
+                        help="skip the LiteRT (.tflite) files")
+    export.add_argument("--quantize", choices=["int8", "int8-weights"], default=None,
+                        help="also write agent_int8.tflite: int8 = int8 weights and activations calibrated "
+                             "on greedy episodes of the run's environment; int8-weights = int8 weights, "
+                             "float activations. Its Q error and action agreement go into metadata.json")
+    export.add_argument("--int8-min-agreement", type=float, default=None,
+                        help="with --check: share of agent-steps on which agent_int8.tflite must choose the "
+                             "float32 agent's action (default: 0.99)")
     export.set_defaults(func=run_export)
 
     validate = subparsers.add_parser(
@@ -53,6 +63,9 @@ def add_commands(subparsers) -> None:
     validate.add_argument("--rtol", type=float, default=validate_defaults.RTOL,
                           help="relative tolerance: |artifact - reference| <= atol + rtol * |reference| "
                                f"(default: {validate_defaults.RTOL:g})")
+    validate.add_argument("--int8-min-agreement", type=float, default=None,
+                          help="share of agent-steps on which agent_int8.tflite must choose the float32 "
+                               "agent's action (default: 0.99)")
     validate.set_defaults(func=run_validate)
 
 
@@ -63,7 +76,9 @@ def run_export(args: argparse.Namespace) -> int:
     from .exporter import export_run
 
     try:
-        path = export_run(args.run_dir, name=args.name, out=args.out, check=args.check, opset=args.opset)
+        path = export_run(args.run_dir, name=args.name, out=args.out, check=args.check, opset=args.opset,
+                          litert=args.litert, quantize=args.quantize,
+                          int8_min_agreement=args.int8_min_agreement)
     except (RunError, ExportError) as exc:
         print(f"kqmix export: {exc}", file=sys.stderr)
         return 2
@@ -93,7 +108,8 @@ def run_validate(args: argparse.Namespace) -> int:
     try:
         if args.run_dir is not None:
             rundir.require_run(args.run_dir)
-        report = validate_export(args.dir, run_dir=args.run_dir, atol=args.atol, rtol=args.rtol)
+        report = validate_export(args.dir, run_dir=args.run_dir, atol=args.atol, rtol=args.rtol,
+                                 int8_min_agreement=args.int8_min_agreement)
     except rundir.RunError as exc:
         print(f"kqmix validate: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,9 @@ Layout of `<out>/<name>/<version>/`:
   (also `serving_default`), `mix` and `mix_grad`;
 * `agent.onnx`, `mixer.onnx`, `mixer_grad.onnx` - the same functions for
   onnxruntime, same tensor names;
+* `agent.tflite`, `mixer.tflite`, `mixer_grad.tflite` - the same signatures
+  for LiteRT, builtin operators only (unless `litert=False`), and with
+  `quantize="int8"` also `agent_int8.tflite` (see `export/litert.py`);
 * `metadata.json` - sizes, input layout, environment, training and
   evaluation figures, versions, opset, sha256 of every file;
 * `config.json` - the run's configuration.
@@ -189,7 +192,9 @@ def write_onnx(fn, path, opset: int, signature: str, sizes: dict) -> None:
     onnx.save(model, str(path))
 
 
-def _write_version(loaded, tmp: Path, name: str, opset: int) -> None:
+def _write_version(loaded, tmp: Path, name: str, opset: int, litert: bool = True,
+                   quantize: str | None = None, calibration=None) -> None:
+    from . import litert as litert_files
     from .graphs import build_functions
 
     agent, mixer = loaded.agent, loaded.mixer
@@ -198,14 +203,24 @@ def _write_version(loaded, tmp: Path, name: str, opset: int) -> None:
     write_saved_model(functions, agent, mixer, tmp)
     for filename, signature in spec.ONNX_FILES.items():
         write_onnx(functions[signature], tmp / filename, opset, signature, sizes)
+    litert_meta = None
+    if litert:
+        # Converted from the SavedModel just written, so the .tflite signatures
+        # are the SavedModel's, names and all.
+        litert_meta = litert_files.write_files(tmp, quantize, loaded.env, sizes, calibration,
+                                               seed=int(loaded.config.seed))
     shutil.copyfile(Path(loaded.run_dir) / rundir.CONFIG_FILE, tmp / spec.CONFIG_FILE)
     metadata = build_metadata(loaded, name, sizes, opset)
+    if litert_meta is not None:
+        metadata["litert"] = litert_meta
     metadata["files"] = file_checksums(tmp)
     (tmp / spec.METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
 
 
 def export_run(run_dir, name: str | None = None, out="saved_models", *, check: bool = False,
-               opset: int = spec.ONNX_OPSET, quiet: bool = True) -> Path:
+               opset: int = spec.ONNX_OPSET, quiet: bool = True, litert: bool = True,
+               quantize: str | None = None, calibration=None,
+               int8_min_agreement: float | None = None) -> Path:
     """Exports a finished run as a new version `<out>/<name>/<version>/`; returns its path.
 
     Args:
@@ -216,12 +231,27 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
             version is published; a failed check publishes nothing.
         opset: ONNX opset for the converted graphs.
         quiet: silence tf2onnx's logging.
+        litert: also write `agent.tflite`, `mixer.tflite`, `mixer_grad.tflite`
+            (LiteRT, builtin operators only; about a second each).
+        quantize: `"int8"` also writes `agent_int8.tflite`, int8 weights and
+            activations calibrated on greedy episodes of the float agent in
+            the run's environment; `"int8-weights"` int8 weights only. The Q
+            error and action agreement against float32 go into metadata.json.
+        int8_min_agreement: with `check`, the validator's bar for the int8 agent.
+        calibration: int8 calibration feeds (`act` inputs) instead of
+            recorded episodes, e.g. for a network without an environment.
 
     The version is the next integer after the highest existing one; an
     existing version is never overwritten.
     """
     if quiet:
         _quiet_converters()
+    if quantize is not None:
+        from .litert import QUANTIZE_MODES
+
+        if quantize not in QUANTIZE_MODES or not litert:
+            raise ExportError(f"`quantize` must be None or one of {sorted(QUANTIZE_MODES)} (with litert=True). "
+                              f"Received: quantize={quantize!r}")
     loaded = rundir.load_run(run_dir)
     name = name or default_name(loaded.config)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
@@ -233,11 +263,11 @@ def export_run(run_dir, name: str | None = None, out="saved_models", *, check: b
     created = _make_dirs(model_dir)
     try:
         with staging_dir(model_dir, "export-") as tmp:
-            _write_version(loaded, tmp, name, opset)
+            _write_version(loaded, tmp, name, opset, litert, quantize, calibration)
             if check:
                 from .validate import validate_export
 
-                validate_export(tmp, run_dir=run_dir, loaded=loaded)
+                validate_export(tmp, run_dir=run_dir, loaded=loaded, int8_min_agreement=int8_min_agreement)
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a server user
             return _publish(tmp, model_dir)
     except BaseException:

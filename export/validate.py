@@ -12,7 +12,14 @@ Checks, in order, each failing with its own exception class (see `errors`):
    evaluator (`onnx.reference`) return arrays of the reference's
    shape (`ShapeMismatchError`), Qs / hidden states / Q_tot / mixer weights
    within tolerance (`ToleranceError`: |diff| <= atol + rtol * |reference|,
-   see `ATOL`) and identical actions (`MismatchError`).
+   see `ATOL`) and identical actions (`MismatchError`);
+4. the LiteRT files, when the version has them: run by the LiteRT
+   interpreter (ai-edge-litert; TensorFlow's own when that is not installed)
+   in the same rollouts at the same float32 tolerances, and the int8 agent
+   (`agent_int8.tflite`) over greedy episodes of the run's environment, where
+   its actions must agree with the float32 reference's on at least
+   `INT8_MIN_AGREEMENT` of agent-steps (`AgreementError`) and never be
+   unavailable (`MismatchError`).
 
 Shape legend: B batch, N agents, A actions, O observation features,
 S state features, H GRU width.
@@ -29,6 +36,7 @@ import numpy as np
 from kqmix_runtime import spec
 from kqmix_runtime.actions import masked_greedy
 from kqmix_runtime.errors import (
+    AgreementError,
     CorruptArtifactError,
     MismatchError,
     MissingArtifactError,
@@ -54,7 +62,7 @@ _ONNX_DTYPES = {"float32": "tensor(float)", "int32": "tensor(int32)"}
 #: Default tolerances, |artifact - reference| <= atol + rtol * |reference| element-wise
 #: (`numpy.allclose`'s rule, with |reference| the largest magnitude in the
 #: element's row: see `row_magnitude`). Two correct implementations of one float32 graph
-#: differ because they sum in different orders (oneDNN vs onnxruntime's MLAS,
+#: differ because they sum in different orders (oneDNN vs onnxruntime's MLAS vs LiteRT's XNNPACK,
 #: AVX-512 vs AVX2 blocking, fused vs separate multiply-adds): a dot product of
 #: length K then differs by about sqrt(K) * u * sum|terms| (u = 2**-24 ~ 6e-8,
 #: the float32 unit roundoff), up to K * u * sum|terms| at worst. The agent is a
@@ -83,6 +91,9 @@ class ValidationReport:
     max_ratio: dict = field(default_factory=dict)  # same keys -> max of |diff| / allowed
     steps: int = 0
     batch_sizes: tuple = ()
+    litert_interpreter: str | None = None  # which interpreter ran the .tflite files
+    int8: dict | None = None  # the int8 agent's agreement report (see export.litert.Int8Report)
+    notes: list = field(default_factory=list)
 
     def record(self, key: str, abs_diff: float, ratio: float) -> None:
         self.max_abs_diff[key] = max(self.max_abs_diff.get(key, 0.0), float(abs_diff))
@@ -93,6 +104,18 @@ class ValidationReport:
                  f"at batch sizes {list(self.batch_sizes)})"]
         for key, value in sorted(self.max_abs_diff.items()):
             lines.append(f"  {key:<40} max |diff| {value:.2e} ({self.max_ratio[key]:.2f} of the tolerance)")
+        if self.litert_interpreter:
+            lines.append(f"  LiteRT files run by {self.litert_interpreter}")
+        if self.int8:
+            r = self.int8
+            lines.append(
+                f"  {spec.AGENT_INT8_TFLITE} ({r['mode']}): greedy-action agreement {r['action_agreement']:.2%} "
+                f"(>= {r['min_agreement']:.0%} required) over {r['agent_steps']} agent-steps of "
+                f"{r['episodes']} episodes; |Q error| mean {r['q_mean_abs_error']:.2e}, max "
+                f"{r['q_max_abs_error']:.2e} (mean max|Q| {r['q_abs_scale']:.2e}); regret mean "
+                f"{r['regret_mean']:.2e}; return {r['int8_return_mean']} (float32 {r['float_return_mean']})"
+            )
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -404,7 +427,8 @@ def mix_compare(reference, runners: dict, sizes: dict, report: ValidationReport,
 
 def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = ATOL,
                     rtol: float = RTOL, grad_atol: float = GRAD_ATOL, grad_rtol: float = GRAD_RTOL,
-                    batch_sizes=(1, 7), steps: int = 20, seed: int = 0) -> ValidationReport:
+                    batch_sizes=(1, 7), steps: int = 20, seed: int = 0,
+                    int8_min_agreement: float | None = None) -> ValidationReport:
     """Validates an exported version; returns a `ValidationReport` or raises a `ValidationError`.
 
     Args:
@@ -419,6 +443,9 @@ def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = ATO
         grad_atol, grad_rtol: the same for the mixer weights dQ_tot/dQ_a
             (compared with a GradientTape, whose summation order differs).
         batch_sizes, steps, seed: shape and length of the generated rollouts.
+        int8_min_agreement: the share of agent-steps on which the int8 agent's
+            greedy action must equal the float32 reference's (default
+            `export.litert.INT8_MIN_AGREEMENT`, 0.99).
     """
     version_dir = Path(version_dir)
     if not version_dir.is_dir():
@@ -454,13 +481,86 @@ def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = ATO
             mix_runners.pop("saved_model")
 
         report = ValidationReport(version_dir, reference_name, steps=steps, batch_sizes=tuple(batch_sizes))
+        litert = _litert_models(version_dir, metadata, report)
+        if litert:
+            act_runners[spec.AGENT_TFLITE] = litert[spec.AGENT_TFLITE].run
+            mix_runners["litert"] = (litert[spec.MIXER_TFLITE].run, litert[spec.MIXER_GRAD_TFLITE].run)
         rng = np.random.default_rng(seed)
         for batch in batch_sizes:
             rollout_compare(reference, act_runners, sizes, report, batch, steps, rng, atol, rtol)
             mix_compare(reference, mix_runners, sizes, report, batch, rng, atol, rtol, grad_atol, grad_rtol)
+        if spec.AGENT_INT8_TFLITE in litert:
+            _check_int8(version_dir, metadata, reference, litert[spec.AGENT_INT8_TFLITE], report,
+                        int8_min_agreement)
         return report
     finally:
         saved_model.close()
+
+
+def _litert_models(version_dir: Path, metadata: dict, report: ValidationReport) -> dict:
+    """File name -> `LiteRTModel` for every LiteRT file metadata.json lists (none for older versions)."""
+    from kqmix_runtime.errors import BackendUnavailableError
+    from kqmix_runtime.litert import LiteRTModel
+    from kqmix_runtime.litert import interpreter_class as litert_interpreter
+
+    litert = metadata.get("litert")
+    if not litert:
+        report.notes.append("no LiteRT files in this version (exported without them)")
+        return {}
+    files = dict(litert["files"])
+    if "int8" in litert:
+        files[litert["int8"]["file"]] = litert["int8"]["signature"]
+    try:
+        interpreter = litert_interpreter()
+        report.litert_interpreter = "ai-edge-litert"
+    except BackendUnavailableError:
+        from .litert import interpreter_class
+
+        interpreter = interpreter_class()
+        report.litert_interpreter = f"TensorFlow's tf.lite.Interpreter (ai-edge-litert is not installed: {spec.LITERT_INSTALL})"
+    models = {}
+    for filename, signature in files.items():
+        if not (version_dir / filename).is_file():
+            raise MissingArtifactError(version_dir / filename, "listed in metadata.json")
+        models[filename] = LiteRTModel(version_dir / filename, signature, interpreter=interpreter)
+    return models
+
+
+def _check_int8(version_dir: Path, metadata: dict, reference, model, report: ValidationReport,
+                required: float | None) -> None:
+    """The int8 agent over the held-out greedy episodes the exporter measured it on, replayed with the reference."""
+    from . import litert as litert_files
+
+    int8 = metadata["litert"]["int8"]
+    artifact = str(version_dir / int8["file"])
+    env = metadata.get("environment", {})
+    sizes = metadata["sizes"]
+    try:
+        episodes = litert_files.record_greedy_episodes(
+            reference.act, env.get("env"), env.get("env_key"), int(sizes["n_agents"]), int(sizes["hidden_dim"]),
+            litert_files.EVALUATION_EPISODES, seed=int(int8["calibration"].get("seed", 0)),
+            first=litert_files.CALIBRATION_EPISODES)
+    except Exception as exc:  # an environment that cannot be made here (a synthetic network, a missing extra)
+        report.notes.append(f"{int8['file']}: agreement not re-measured, environment {env.get('env')!r} "
+                            f"unavailable ({type(exc).__name__}: {exc}); the export measured "
+                            f"{int8['report']['action_agreement']:.2%}")
+        return
+    result = litert_files.int8_agreement(model.run, episodes)
+    result.float_return_mean = litert_files.episode_return(episodes)
+    sizes_ = metadata["sizes"]
+    result.int8_return_mean = litert_files.episode_return(litert_files.record_greedy_episodes(
+        model.run, env.get("env"), env.get("env_key"), int(sizes_["n_agents"]), int(sizes_["hidden_dim"]),
+        litert_files.EVALUATION_EPISODES, seed=int(int8["calibration"].get("seed", 0)),
+        first=litert_files.CALIBRATION_EPISODES))
+    required = litert_files.INT8_MIN_AGREEMENT if required is None else float(required)
+    report.int8 = {**result.as_dict(), "min_agreement": required, "mode": int8.get("mode", "int8")}
+    if result.unavailable_actions:
+        raise MismatchError(artifact, "action", f"{result.unavailable_actions} actions are not the greedy "
+                            "available action of the returned q_values")
+    if result.action_agreement < required:
+        raise AgreementError(artifact, result.action_agreement, required,
+                             f"{result.agent_steps} agent-steps of {result.episodes} greedy episodes; "
+                             f"mean |Q error| {result.q_mean_abs_error:.3g}")
 
 
 class _SavedModelReference:

@@ -92,6 +92,9 @@ def test_wheel_holds_only_the_runtime(runtime_venv):
     installed = {p["name"].lower() for p in json.loads(result.stdout)}
     assert {"kqmix-runtime", "numpy", "onnxruntime"} <= installed
     assert not {"tensorflow", "keras", "kqmix", "tf2onnx"} & installed
+    requires = _run([str(runtime_venv), "-c", "from importlib.metadata import requires; "
+                     "print(requires('kqmix-runtime'))"]).stdout
+    assert "ai-edge-litert>=2.0; extra == \"litert\"" in requires  # pip install 'kqmix-runtime[litert]'
 
 
 def test_runtime_plays_two_step_without_tensorflow(runtime_venv, tmp_path):

@@ -24,6 +24,14 @@ class MissingArtifactError(ValidationError):
         super().__init__(f"missing artifact: {self.path}" + (f" ({detail})" if detail else ""))
 
 
+class BackendNotExportedError(MissingArtifactError):
+    """The version was exported without the files a runtime backend needs (e.g. no `agent.tflite`)."""
+
+    def __init__(self, path, backend: str, how: str):
+        self.backend = backend
+        MissingArtifactError.__init__(self, path, f"this version has no {backend} files; {how}")
+
+
 class CorruptArtifactError(ValidationError):
     """A file exists but cannot be read, or its checksum differs from metadata.json."""
 
@@ -88,9 +96,24 @@ class MismatchError(ValidationError):
         super().__init__(f"{artifact}: output {output!r} differs from the Keras model: {detail}")
 
 
+class AgreementError(ValidationError):
+    """A quantised agent's greedy actions agree with the float32 agent's less often than required."""
+
+    def __init__(self, artifact: str, agreement: float, required: float, detail: str = ""):
+        self.artifact, self.agreement, self.required = artifact, float(agreement), float(required)
+        super().__init__(
+            f"{artifact}: greedy actions agree with the float32 agent on {self.agreement:.2%} of agent-steps; "
+            f"at least {self.required:.2%} required" + (f" ({detail})" if detail else "")
+        )
+
+
 class RuntimeInputError(ValueError):
     """An input passed to the runtime has the wrong shape, dtype or value."""
 
 
 class NoAvailableActionError(RuntimeInputError):
     """A row of `avail_actions` has no available action, so no action can be chosen."""
+
+
+class BackendUnavailableError(ImportError):
+    """The Python package a runtime backend needs is not installed; the message names the install command."""

@@ -1,4 +1,4 @@
-"""Run an exported kqmix version with numpy and onnxruntime only (no TensorFlow).
+"""Run an exported kqmix version with numpy and onnxruntime or LiteRT only (no TensorFlow).
 
 * `DecentralisedAgents(version_dir)` - every agent of a team in one call:
   `reset()`, then `act(obs (N, O), avail_actions (N, A)) -> actions (N,)`.
@@ -11,9 +11,14 @@ Each agent object keeps its own GRU state and last action between calls, as
 decentralised execution requires: agents never exchange anything, and the
 team form is just N such agents batched into one onnxruntime call.
 
-The step runs through onnxruntime's I/O binding on preallocated arrays, one
-thread, sequential execution: at these sizes the Python-to-C++ conversion of
-a plain `session.run` costs more than the network itself.
+Every class takes `backend="onnx"` (default; `agent.onnx` through
+onnxruntime), `"litert"` (`agent.tflite` through ai-edge-litert's
+interpreter) or `"litert-int8"` (`agent_int8.tflite`); the contract checks
+and errors are the same. The ONNX step runs through onnxruntime's I/O
+binding on preallocated arrays, one thread, sequential execution: at these
+sizes the Python-to-C++ conversion of a plain `session.run` costs more than
+the network itself. The LiteRT interpreter is resized to the team's batch
+once, so a step is only the copies in and out and `invoke()`.
 
 Shape legend: B batch, N agents, A actions, O observation features,
 S state features, H GRU width.
@@ -21,16 +26,22 @@ S state features, H GRU width.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from . import spec
-from .errors import CorruptArtifactError, MissingArtifactError, NoAvailableActionError, RuntimeInputError
+from .errors import (
+    BackendNotExportedError,
+    CorruptArtifactError,
+    MissingArtifactError,
+    NoAvailableActionError,
+    RuntimeInputError,
+)
 
-__all__ = ["DecentralisedAgents", "SingleAgent", "Mixer", "load_metadata", "make_session"]
+__all__ = ["DecentralisedAgents", "SingleAgent", "Mixer", "backend_files", "load_metadata", "make_session"]
 
 
 def load_metadata(version_dir) -> dict:
@@ -53,8 +64,29 @@ def load_metadata(version_dir) -> dict:
     return metadata
 
 
-def make_session(path, threads: int = 1) -> ort.InferenceSession:
+def backend_files(version_dir, backend: str) -> tuple:
+    """`(agent, mixer, mixer_grad)` paths of `backend` in a version (`spec.BACKEND_FILES`).
+
+    Raises `RuntimeInputError` for an unknown backend and `BackendNotExportedError`
+    when the version was exported without that backend's agent file (versions
+    exported before LiteRT support have ONNX files only).
+    """
+    if backend not in spec.BACKEND_FILES:
+        raise RuntimeInputError(f"`backend` must be one of {sorted(spec.BACKEND_FILES)}; got {backend!r}.")
+    version_dir = Path(version_dir)
+    paths = tuple(version_dir / name for name in spec.BACKEND_FILES[backend])
+    if backend != spec.ONNX_BACKEND and not paths[0].is_file():
+        how = ("export the run again with `kqmix export RUN --quantize int8` (or int8-weights)"
+               if backend == spec.LITERT_INT8_BACKEND else
+               "export the run again with `kqmix export RUN` (LiteRT files are written by default)")
+        raise BackendNotExportedError(paths[0], backend, how)
+    return paths
+
+
+def make_session(path, threads: int = 1):
     """An onnxruntime CPU session tuned for many tiny calls (no thread pool hand-offs)."""
+    import onnxruntime as ort  # here, so the LiteRT backend runs where onnxruntime is not installed
+
     path = Path(path)
     if not path.is_file():
         raise MissingArtifactError(path)
@@ -88,16 +120,21 @@ def _as_float_array(name: str, value, shape: tuple) -> np.ndarray:
 
 
 class _AgentStep:
-    """One onnxruntime session for `agent.onnx` bound to fixed-size buffers of batch B."""
+    """The `act` function of one backend bound to fixed-size buffers of batch B.
 
-    def __init__(self, version_dir, agent_ids, threads: int = 1):
+    onnxruntime reads and writes the buffers in place (I/O binding); the
+    LiteRT interpreter is resized to batch B once and copies them in and out.
+    """
+
+    def __init__(self, version_dir, agent_ids, threads: int = 1, backend: str = spec.ONNX_BACKEND):
         self.version_dir = Path(version_dir)
         self.metadata = load_metadata(self.version_dir)
         sizes = self.metadata["sizes"]
         self.n_agents, self.n_actions = int(sizes["n_agents"]), int(sizes["n_actions"])
         self.obs_dim, self.hidden_dim = int(sizes["obs_dim"]), int(sizes["hidden_dim"])
         self.action_meanings = self.metadata.get("action_meanings")
-        self.session = make_session(self.version_dir / spec.AGENT_ONNX, threads)
+        self.backend = backend
+        agent_file = backend_files(self.version_dir, backend)[0]
 
         ids = np.asarray(agent_ids, dtype=np.int64)
         bad = ids[(ids < 0) | (ids >= self.n_agents)]
@@ -107,7 +144,6 @@ class _AgentStep:
             )
         b = len(ids)
         self.batch = b
-        # Buffers the session reads and writes in place (OrtValues share their memory).
         self._obs = np.zeros((b, self.obs_dim), np.float32)
         self._agent_id = ids.astype(np.int32)
         self._last_action = np.full(b, -1, np.int32)
@@ -116,20 +152,45 @@ class _AgentStep:
         self._q = np.zeros((b, self.n_actions), np.float32)
         self._action = np.zeros(b, np.int32)
         self._next_hidden = np.zeros((b, self.hidden_dim), np.float32)
-
-        binding = self.session.io_binding()
-        for name, array in (
+        inputs = (
             ("obs", self._obs),
             ("agent_id", self._agent_id),
             ("last_action", self._last_action),
             ("avail_actions", self._avail),
             ("hidden", self._hidden),
-        ):
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
-        for name, array in (("q_values", self._q), ("action", self._action), ("next_hidden", self._next_hidden)):
-            binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
-        self._binding = binding
-        self._run = self.session.run_with_iobinding
+        )
+        outputs = (("q_values", self._q), ("action", self._action), ("next_hidden", self._next_hidden))
+
+        if backend == spec.ONNX_BACKEND:
+            import onnxruntime as ort
+
+            self.session = make_session(agent_file, threads)
+            # Buffers the session reads and writes in place (OrtValues share their memory).
+            binding = self.session.io_binding()
+            for name, array in inputs:
+                binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
+            for name, array in outputs:
+                binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
+            self._binding = binding
+            self._run = functools.partial(self.session.run_with_iobinding, binding)
+        else:
+            from .litert import LiteRTModel
+
+            self.model = LiteRTModel(agent_file, spec.ACT, threads)
+            input_index, output_index = self.model.bind(b)
+            interpreter = self.model.interpreter
+            set_tensor, get_tensor, invoke = interpreter.set_tensor, interpreter.get_tensor, interpreter.invoke
+            feeds = [(input_index[name], array) for name, array in inputs]
+            fetches = [(output_index[name], array) for name, array in outputs]
+
+            def run():
+                for index, array in feeds:
+                    set_tensor(index, array)
+                invoke()
+                for index, array in fetches:
+                    array[...] = get_tensor(index)
+
+            self._run = run
 
     def reset(self) -> None:
         self._hidden[...] = 0.0
@@ -139,7 +200,7 @@ class _AgentStep:
         """Runs one step on already shape-checked inputs (broadcastable to the buffers)."""
         self._obs[...] = obs
         self._avail[...] = avail_actions
-        self._run(self._binding)
+        self._run()
         if check and spec.NO_ACTION in self._action.tolist():
             # The graph answers NO_ACTION for a mask row with nothing
             # available; the state is left as it was.
@@ -173,7 +234,11 @@ class DecentralisedAgents:
 
     Args:
         version_dir: an exported version, e.g. `saved_models/two_step/1`.
-        threads: onnxruntime intra-op threads (1 is fastest at these sizes).
+        backend: `"onnx"` (onnxruntime, `agent.onnx`), `"litert"` (the LiteRT
+            interpreter, `agent.tflite`) or `"litert-int8"` (`agent_int8.tflite`,
+            written by `kqmix export --quantize int8`). LiteRT needs
+            `pip install 'kqmix-runtime[litert]'`.
+        threads: intra-op threads of onnxruntime / the interpreter (1 is fastest at these sizes).
         check: validate shapes and dtypes on every call and raise
             `NoAvailableActionError` for a mask row with nothing available
             (without it such an agent gets action `spec.NO_ACTION`, -1).
@@ -185,10 +250,11 @@ class DecentralisedAgents:
     `return_q=True`). Call `reset()` at the start of every episode.
     """
 
-    def __init__(self, version_dir, threads: int = 1, check: bool = True):
+    def __init__(self, version_dir, threads: int = 1, check: bool = True, backend: str = spec.ONNX_BACKEND):
         probe = load_metadata(version_dir)
         n = int(probe["sizes"]["n_agents"])
-        self._step = _AgentStep(version_dir, np.arange(n), threads)
+        self._step = _AgentStep(version_dir, np.arange(n), threads, backend)
+        self.backend = backend
         self.metadata = self._step.metadata
         self.n_agents, self.n_actions = n, self._step.n_actions
         self.obs_dim, self.hidden_dim = self._step.obs_dim, self._step.hidden_dim
@@ -231,16 +297,18 @@ class SingleAgent:
         version_dir: an exported version.
         agent_id: this agent's index in the team, `0 <= agent_id < N` (it
             selects the agent-id one-hot the shared network was trained with).
-        threads, check: as for `DecentralisedAgents`.
+        threads, check, backend: as for `DecentralisedAgents`.
 
     `act(obs (O,), avail_actions (A,))` returns the greedy available action
     as an int (and `q_values (A,)` with `return_q=True`).
     """
 
-    def __init__(self, version_dir, agent_id: int, threads: int = 1, check: bool = True):
+    def __init__(self, version_dir, agent_id: int, threads: int = 1, check: bool = True,
+                 backend: str = spec.ONNX_BACKEND):
         if isinstance(agent_id, bool) or not isinstance(agent_id, (int, np.integer)):
             raise RuntimeInputError(f"`agent_id` must be an integer; got {agent_id!r}.")
-        self._step = _AgentStep(version_dir, [int(agent_id)], threads)
+        self._step = _AgentStep(version_dir, [int(agent_id)], threads, backend)
+        self.backend = backend
         self.agent_id = int(agent_id)
         self.metadata = self._step.metadata
         self.n_agents, self.n_actions = self._step.n_agents, self._step.n_actions
@@ -288,15 +356,27 @@ class Mixer:
     a weight near 0 means that agent's choice barely matters in this state.
 
     Accepts one team `agent_qs (N,)`, `state (S,)` or a batch `(B, N)`, `(B, S)`.
+    `backend` as for `DecentralisedAgents` ("litert-int8" runs the float
+    LiteRT mixer: only the agent is quantised).
     """
 
-    def __init__(self, version_dir, threads: int = 1):
+    def __init__(self, version_dir, threads: int = 1, backend: str = spec.ONNX_BACKEND):
         self.version_dir = Path(version_dir)
         self.metadata = load_metadata(self.version_dir)
         sizes = self.metadata["sizes"]
         self.n_agents, self.state_dim = int(sizes["n_agents"]), int(sizes["state_dim"])
-        self._mix = make_session(self.version_dir / spec.MIXER_ONNX, threads)
-        self._grad = make_session(self.version_dir / spec.MIXER_GRAD_ONNX, threads)
+        self.backend = backend
+        _, mixer_file, grad_file = backend_files(self.version_dir, backend)
+        if backend == spec.ONNX_BACKEND:
+            mix, grad = make_session(mixer_file, threads), make_session(grad_file, threads)
+            self._mix = lambda feed: mix.run(["q_tot"], feed)
+            self._grad = lambda feed: grad.run(["q_tot", "dq_tot_dq"], feed)
+        else:
+            from .litert import LiteRTModel
+
+            mix, grad = LiteRTModel(mixer_file, spec.MIX, threads), LiteRTModel(grad_file, spec.MIX_GRAD, threads)
+            self._mix = lambda feed: [mix.run(feed)["q_tot"]]
+            self._grad = lambda feed: list(grad.run(feed).values())
 
     def _inputs(self, agent_qs, state):
         qs = np.asarray(agent_qs)
@@ -325,7 +405,7 @@ class Mixer:
     def q_tot(self, agent_qs, state):
         """agent_qs `(N,)` / `(B, N)`, state `(S,)` / `(B, S)` -> Q_tot float / `(B,)`."""
         feed, single = self._inputs(agent_qs, state)
-        (q_tot,) = self._mix.run(["q_tot"], feed)
+        (q_tot,) = self._mix(feed)
         return float(q_tot[0]) if single else q_tot
 
     __call__ = q_tot
@@ -333,5 +413,5 @@ class Mixer:
     def weights(self, agent_qs, state):
         """-> `(q_tot, dq_tot_dq)`: Q_tot and dQ_tot/dQ_a, shapes `()`/`(N,)` or `(B,)`/`(B, N)`."""
         feed, single = self._inputs(agent_qs, state)
-        q_tot, grad = self._grad.run(["q_tot", "dq_tot_dq"], feed)
+        q_tot, grad = self._grad(feed)
         return (float(q_tot[0]), grad[0]) if single else (q_tot, grad)

@@ -19,6 +19,12 @@ SAVED_MODEL_FILE = "saved_model.pb"
 AGENT_ONNX = "agent.onnx"
 MIXER_ONNX = "mixer.onnx"
 MIXER_GRAD_ONNX = "mixer_grad.onnx"
+AGENT_TFLITE = "agent.tflite"
+MIXER_TFLITE = "mixer.tflite"
+MIXER_GRAD_TFLITE = "mixer_grad.tflite"
+#: The agent with int8 weights and activations inside (float32 / int32 I/O, the same
+#: signature); written by `kqmix export --quantize int8`.
+AGENT_INT8_TFLITE = "agent_int8.tflite"
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "config.json"
 
@@ -57,6 +63,20 @@ SIGNATURES = {
 }
 #: ONNX file -> signature it implements.
 ONNX_FILES = {AGENT_ONNX: ACT, MIXER_ONNX: MIX, MIXER_GRAD_ONNX: MIX_GRAD}
+#: LiteRT (TFLite) file -> signature it implements; each file holds that one
+#: signature under its name, with the SavedModel's tensor names.
+TFLITE_FILES = {AGENT_TFLITE: ACT, MIXER_TFLITE: MIX, MIXER_GRAD_TFLITE: MIX_GRAD}
+
+#: Runtime backend -> (agent file, mixer file, mixer_grad file or None). "litert-int8"
+#: runs the int8 agent; its mixer is the float LiteRT one (only the agent is quantised).
+ONNX_BACKEND, LITERT_BACKEND, LITERT_INT8_BACKEND = "onnx", "litert", "litert-int8"
+BACKEND_FILES = {
+    ONNX_BACKEND: (AGENT_ONNX, MIXER_ONNX, MIXER_GRAD_ONNX),
+    LITERT_BACKEND: (AGENT_TFLITE, MIXER_TFLITE, MIXER_GRAD_TFLITE),
+    LITERT_INT8_BACKEND: (AGENT_INT8_TFLITE, MIXER_TFLITE, MIXER_GRAD_TFLITE),
+}
+#: The pip command that brings the LiteRT interpreter to a machine with the runtime.
+LITERT_INSTALL = "pip install 'kqmix-runtime[litert]'  (or 'kqmix[litert]')"
 
 #: The `act` output `action` for a row of `avail_actions` with nothing
 #: available: an action no environment accepts, rather than a silently
