@@ -82,7 +82,7 @@ def synthetic_run(tmp: Path, n_agents=3, n_actions=9, obs_dim=30, state_dim=48, 
 
 
 def bench_version(version_dir: Path, run_dir, seconds: float, repeats: int) -> list[dict]:
-    from kqmix_runtime import DecentralisedAgents, Mixer, SingleAgent, make_session
+    from kqmix_runtime import DecentralisedAgents, Mixer, SingleAgent, make_session, spec
 
     meta = json.loads((version_dir / "metadata.json").read_text())
     sizes = meta["sizes"]
@@ -95,7 +95,7 @@ def bench_version(version_dir: Path, run_dir, seconds: float, repeats: int) -> l
         return {
             "obs": rng.normal(size=(b, o)).astype(np.float32),
             "agent_id": (np.arange(b) % n).astype(np.int32),
-            "last_action": np.full(b, -1, np.int32),
+            "last_action": np.full(b, spec.NO_LAST_ACTION, np.int32),
             "avail_actions": np.ones((b, a), np.float32),
             "hidden": np.zeros((b, h), np.float32),
         }

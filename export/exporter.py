@@ -66,7 +66,19 @@ def sizes_of(agent, mixer, env: dict) -> dict:
         "state_dim": int(env["state_dim"]),
         "hidden_dim": int(agent.hidden_dim),
         "episode_limit": int(env.get("episode_limit", 0)),
+        **{key: int(value) for key, value in mixer.export_sizes().items()},
     }
+
+
+def mixer_signatures(mixer) -> list[str]:
+    """The signatures the mixer exports beside `act`, `mix` and `mix_grad` (`spec.MIXER_SIGNATURES`)."""
+    return list(mixer.export_functions())
+
+
+def onnx_files(mixer) -> dict[str, str]:
+    """ONNX file -> signature of every ONNX file a version of this mixer holds."""
+    own = set(mixer_signatures(mixer))
+    return {**spec.ONNX_FILES, **{f: sig for f, sig in spec.MIXER_ONNX_FILES.items() if sig in own}}
 
 
 def agent_input_layout(agent) -> list[dict]:
@@ -107,17 +119,18 @@ def build_metadata(loaded, name: str, sizes: dict, opset: int) -> dict:
             "use_last_action": bool(agent.use_last_action),
             "input_layout": agent_input_layout(agent),
             "initial_hidden": "zeros (B, H)",
-            "initial_last_action": -1,
+            "initial_last_action": spec.NO_LAST_ACTION,
         },
-        "mixer": {"type": type(mixer).__name__, "config": loaded.config.mixer},
+        # `kind` is the Config.mixer name; `signatures` those of its own (the runtime refuses unknown ones).
+        "mixer": {"type": type(mixer).__name__, "kind": loaded.config.mixer, "signatures": mixer_signatures(mixer)},
         "signatures": {
-            name_: _signature_doc(inputs, outputs, sizes)
-            for name_, (inputs, outputs) in spec.SIGNATURES.items()
+            name_: _signature_doc(*spec.ALL_SIGNATURES[name_], sizes)
+            for name_ in [*spec.SIGNATURES, *mixer_signatures(mixer)]
         },
         "serving_default": spec.ACT,
         "onnx": {
             "opset": opset,
-            "files": {f: sig for f, sig in spec.ONNX_FILES.items()},
+            "files": onnx_files(mixer),
             "tf2onnx_version": tf2onnx.__version__,
             "onnx_version": onnx.__version__,
             "exported_with_onnxruntime": onnxruntime.__version__,
@@ -176,7 +189,7 @@ def write_onnx(fn, path, opset: int, signature: str, sizes: dict) -> None:
     import tf2onnx
 
     model, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=opset)
-    inputs, outputs = spec.SIGNATURES[signature]
+    inputs, outputs = spec.ALL_SIGNATURES[signature]
     for value_info in list(model.graph.input) + list(model.graph.output):
         documented = {**inputs, **outputs}.get(value_info.name)
         if documented is None:
@@ -201,7 +214,7 @@ def _write_version(loaded, tmp: Path, name: str, opset: int, litert: bool = True
     sizes = sizes_of(agent, mixer, loaded.env)
     functions = build_functions(agent, mixer, sizes)
     write_saved_model(functions, agent, mixer, tmp)
-    for filename, signature in spec.ONNX_FILES.items():
+    for filename, signature in onnx_files(mixer).items():
         write_onnx(functions[signature], tmp / filename, opset, signature, sizes)
     litert_meta = None
     if litert:

@@ -27,9 +27,11 @@ def _specs(inputs: dict, sizes: dict) -> list:
     ]
 
 
-def input_signatures(sizes: dict) -> dict:
-    """Signature name -> list of `tf.TensorSpec` (names are the documented input names)."""
-    return {name: _specs(inputs, sizes) for name, (inputs, _) in spec.SIGNATURES.items()}
+def input_signatures(sizes: dict, names=None) -> dict:
+    """Signature name -> list of `tf.TensorSpec` (names are the documented input names), for
+    `spec.SIGNATURES` or the given names of `spec.ALL_SIGNATURES`."""
+    names = spec.SIGNATURES if names is None else names
+    return {name: _specs(spec.ALL_SIGNATURES[name][0], sizes) for name in names}
 
 
 def masked_greedy(q, avail_actions):
@@ -91,21 +93,18 @@ def fused_agent_step(agent, obs, agent_id, last_action, hidden):
     `(B, H)` -> q `(B, A)`, next_hidden `(B, H)`.
     """
     h_dim = agent.hidden_dim
-    kernel1 = tf.convert_to_tensor(agent.fc1.kernel)  # (O + extra, H)
+    kernel1, bias1, k, rk, bias, kernel2, bias2 = (tf.convert_to_tensor(w) for w in agent.sequence_weights())
+    # kernel1 (O + extra, H); k, rk (H, 3H), gates z, r, h; bias (2, 3H): input bias, recurrent bias
     rows = {block.name: kernel1[block.start : block.stop] for block in agent.input_layout()}
-    x = tf.matmul(obs, rows["obs"]) + agent.fc1.bias  # (B, H)
+    x = tf.matmul(obs, rows["obs"]) + bias1  # (B, H)
     if "last_action_one_hot" in rows:
-        # Row 0 is the "no action yet" (-1) zero row, hence the +1 shift.
+        # Row 0 is the zero row of `spec.NO_LAST_ACTION` (-1), hence the shift.
         table = tf.concat([tf.zeros((1, h_dim)), rows["last_action_one_hot"]], 0)  # (A + 1, H)
-        x = x + tf.gather(table, last_action + 1)
+        x = x + tf.gather(table, last_action - spec.NO_LAST_ACTION)
     if "agent_id_one_hot" in rows:
         x = x + tf.gather(rows["agent_id_one_hot"], agent_id)
     x = tf.nn.relu(x)
 
-    cell = agent.gru.cell
-    k = tf.convert_to_tensor(cell.kernel)  # (H, 3H), gates z, r, h
-    rk = tf.convert_to_tensor(cell.recurrent_kernel)  # (H, 3H)
-    bias = tf.convert_to_tensor(cell.bias)  # (2, 3H): input bias, recurrent bias
     zeros = tf.zeros((h_dim, h_dim))
     # [x, h] @ W -> [z|r pre-activations (2H), x part of h~ (H), h part of h~ (H)]
     w = tf.concat(
@@ -121,8 +120,25 @@ def fused_agent_step(agent, obs, agent_id, last_action, hidden):
     z, r = tf.split(tf.sigmoid(zr), 2, axis=1)
     candidate = tf.tanh(x_h + r * h_h)
     next_hidden = candidate + z * (hidden - candidate)  # = z * h + (1 - z) * h~
-    q = tf.matmul(next_hidden, agent.fc2.kernel) + agent.fc2.bias  # (B, A)
+    q = tf.matmul(next_hidden, kernel2) + bias2  # (B, A)
     return q, next_hidden
+
+
+def one_step(agent):
+    """The one-step function an exported graph runs `agent` with: `fused_agent_step` where it
+    reproduces the agent, else the agent's own `step`."""
+    return (lambda *args: fused_agent_step(agent, *args)) if fast_step_supported(agent) else agent.step
+
+
+def _typed_function(fn, specs: list, outputs: dict):
+    """`fn(**inputs) -> dict` as a `tf.function` of the documented input signature `specs`,
+    its outputs cast to the documented dtypes."""
+
+    def exported(*args):
+        got = fn(**{tensor.name: value for tensor, value in zip(specs, args)})
+        return {key: tf.cast(got[key], tf.as_dtype(dtype)) for key, (dtype, _) in outputs.items()}
+
+    return tf.function(exported, input_signature=specs, autograph=False)
 
 
 def build_functions(agent, mixer, sizes: dict) -> dict:
@@ -134,11 +150,7 @@ def build_functions(agent, mixer, sizes: dict) -> dict:
     """
     signatures = input_signatures(sizes)
     weights = mixer_weights_fn(mixer)
-    step = (
-        (lambda *args: fused_agent_step(agent, *args))
-        if fast_step_supported(agent)
-        else agent.step
-    )
+    step = one_step(agent)
 
     @tf.function(input_signature=signatures[spec.ACT], autograph=False)
     def act(obs, agent_id, last_action, avail_actions, hidden):
@@ -161,4 +173,9 @@ def build_functions(agent, mixer, sizes: dict) -> dict:
             "dq_tot_dq": tf.cast(weights(agent_qs, state), tf.float32),  # (B, N)
         }
 
-    return {spec.ACT: act, spec.MIX: mix, spec.MIX_GRAD: mix_grad}
+    functions = {spec.ACT: act, spec.MIX: mix, spec.MIX_GRAD: mix_grad}
+    # Signatures of the mixer's own (Weighted QMIX's critic), typed by the contract.
+    extra = mixer.export_functions(agent_step=one_step)
+    for name, specs in input_signatures(sizes, extra).items():
+        functions[name] = _typed_function(extra[name], specs, spec.ALL_SIGNATURES[name][1])
+    return functions

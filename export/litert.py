@@ -202,7 +202,7 @@ def record_greedy_episodes(act, env_name: str, env_key, n_agents: int, hidden_di
             (episode_seed,) = episode_seeds(seed, CALIBRATION_STREAM, first + k, 1)
             obs, _, avail = env.reset(seed=episode_seed)
             hidden = np.zeros((n_agents, hidden_dim), np.float32)
-            last = np.full(n_agents, -1, np.int32)
+            last = np.full(n_agents, spec.NO_LAST_ACTION, np.int32)
             steps, done = [], False
             while not done:
                 feed = {

@@ -13,7 +13,9 @@ Checks, in order, each failing with its own exception class (see `errors`):
    shape (`ShapeMismatchError`), Qs / hidden states / Q_tot / mixer weights
    within tolerance (`ToleranceError`: |diff| <= atol + rtol * |reference|,
    see `ATOL`) and identical actions (`MismatchError`);
-4. the LiteRT files, when the version has them: run by the LiteRT
+4. Weighted QMIX's critic (`critic`, `critic.onnx`), when the mixer exports
+   one: over recurrent rollouts of random joint actions, as the agents;
+5. the LiteRT files, when the version has them: run by the LiteRT
    interpreter (ai-edge-litert; TensorFlow's own when that is not installed)
    in the same rollouts at the same float32 tolerances, and the int8 agent
    (`agent_int8.tflite`) over greedy episodes of the run's environment, where
@@ -211,7 +213,7 @@ class OnnxRunner:
         self.path = Path(path)
         self.signature = signature
         self.session = make_session(self.path)
-        inputs, outputs = spec.SIGNATURES[signature]
+        inputs, outputs = spec.ALL_SIGNATURES[signature]
         for kind, documented, declared in (
             ("input", inputs, self.session.get_inputs()),
             ("output", outputs, self.session.get_outputs()),
@@ -252,7 +254,7 @@ class OnnxReferenceRunner:
             self.evaluator = ReferenceEvaluator(onnx.load(str(self.path)))
         except Exception as exc:  # onnx raises several unrelated classes
             raise CorruptArtifactError(self.path, f"the ONNX reference evaluator cannot load it: {exc}") from None
-        self.output_names = list(spec.SIGNATURES[signature][1])
+        self.output_names = list(spec.ALL_SIGNATURES[signature][1])
 
     def run(self, feed: dict) -> dict:
         return dict(zip(self.output_names, self.evaluator.run(self.output_names, feed)))
@@ -297,6 +299,10 @@ class KerasReference:
             **self.mix(feed),
             "dq_tot_dq": np.asarray(self._grad(feed["agent_qs"], feed["state"]), np.float32),
         }
+
+    def critic(self, feed: dict) -> dict:
+        out = self.mixer.critic_step(**feed)
+        return {key: np.asarray(value, np.float32) for key, value in out.items()}
 
 
 # --------------------------------------------------------------------------- comparison
@@ -376,7 +382,7 @@ def rollout_compare(reference, runners: dict, sizes: dict, report: ValidationRep
     n, a = int(sizes["n_agents"]), int(sizes["n_actions"])
     o, h = int(sizes["obs_dim"]), int(sizes["hidden_dim"])
     agent_id = rng.integers(0, n, batch).astype(np.int32)
-    last_action = np.full(batch, -1, np.int32)
+    last_action = np.full(batch, spec.NO_LAST_ACTION, np.int32)
     hidden = {name: np.zeros((batch, h), np.float32) for name in ["keras", *runners]}
     for t in range(steps):
         common = {
@@ -399,7 +405,7 @@ def rollout_compare(reference, runners: dict, sizes: dict, report: ValidationRep
             for name in hidden:
                 hidden[name] = hidden[name].copy()
                 hidden[name][reset] = 0.0
-            last_action[reset] = -1
+            last_action[reset] = spec.NO_LAST_ACTION
             agent_id = np.where(reset, rng.integers(0, n, batch), agent_id).astype(np.int32)
 
 
@@ -420,6 +426,27 @@ def mix_compare(reference, runners: dict, sizes: dict, report: ValidationReport,
                 {"q_tot": expected_grad["q_tot"]}, atol, rtol, where)
         compare(report, name, spec.MIX_GRAD, {"dq_tot_dq": got.get("dq_tot_dq", np.empty(0))},
                 {"dq_tot_dq": expected_grad["dq_tot_dq"]}, grad_atol, grad_rtol, where)
+
+
+def critic_compare(reference, runners: dict, sizes: dict, report: ValidationReport, batch: int, steps: int,
+                   rng, atol: float, rtol: float) -> None:
+    """Weighted QMIX's critic over a recurrent rollout of `batch` teams with random joint actions;
+    each runner carries its own hidden state, as a deployment does."""
+    n, o, s, a = (int(sizes[k]) for k in ("n_agents", "obs_dim", "state_dim", "n_actions"))
+    c = int(sizes["central_hidden_dim"])
+    hidden = {name: np.zeros((batch, n, c), np.float32) for name in ["reference", *runners]}
+    last_action = np.full((batch, n), spec.NO_LAST_ACTION, np.int32)
+    for t in range(steps):
+        actions = rng.integers(0, a, (batch, n)).astype(np.int32)
+        common = {"obs": rng.normal(size=(batch, n, o)).astype(np.float32), "last_action": last_action,
+                  "actions": actions, "state": rng.normal(size=(batch, s)).astype(np.float32)}
+        expected = reference.critic({**common, "hidden": hidden["reference"]})
+        for name, run in runners.items():
+            got = run({**common, "hidden": hidden[name]})
+            compare(report, name, spec.CRITIC, got, expected, atol, rtol, f"(batch {batch}, step {t})")
+            hidden[name] = np.asarray(got["next_hidden"], np.float32)
+        hidden["reference"] = expected["next_hidden"]
+        last_action = actions
 
 
 # --------------------------------------------------------------------------- entry point
@@ -492,6 +519,18 @@ def validate_export(version_dir, run_dir=None, *, loaded=None, atol: float = ATO
         if spec.AGENT_INT8_TFLITE in litert:
             _check_int8(version_dir, metadata, reference, litert[spec.AGENT_INT8_TFLITE], report,
                         int8_min_agreement)
+        own = metadata.get("mixer", {}).get("signatures", [])
+        if spec.CRITIC in own:
+            saved_model.check_signature(spec.CRITIC, spec.CRITIC_INPUTS, spec.CRITIC_OUTPUTS)
+            critic_runners = {
+                "saved_model": lambda feed: saved_model.run(spec.CRITIC, feed),
+                spec.CRITIC_ONNX: OnnxRunner(version_dir / spec.CRITIC_ONNX, spec.CRITIC).run,
+                f"onnx.reference/{spec.CRITIC_ONNX}": OnnxReferenceRunner(version_dir / spec.CRITIC_ONNX, spec.CRITIC).run,
+            }
+            if isinstance(reference, _SavedModelReference):
+                critic_runners.pop("saved_model")
+            for batch in batch_sizes:
+                critic_compare(reference, critic_runners, sizes, report, batch, steps, rng, atol, rtol)
         return report
     finally:
         saved_model.close()
@@ -575,6 +614,9 @@ class _SavedModelReference:
 
     def mix_grad(self, feed):
         return self._sm.run(spec.MIX_GRAD, feed)
+
+    def critic(self, feed):
+        return self._sm.run(spec.CRITIC, feed)
 
 
 def _reference(metadata: dict, run_dir, loaded):

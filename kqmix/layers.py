@@ -144,8 +144,9 @@ class Mixer(keras.layers.Layer):
       loss of Q_tot against TD(lambda) targets from the target mixer;
     * `monotonic_weights(agent_qs, state)`: dQ_tot/dQ_a `(B, N)` as a
       graph the ONNX converters translate (no gradient kernels);
-    * `export_functions(signatures)`: signatures of its own beside `act`,
-      `mix` and `mix_grad` (none here).
+    * `export_functions()` and `export_sizes()`: signatures of its own beside
+      `act`, `mix` and `mix_grad` (`kqmix_runtime.spec.MIXER_SIGNATURES` names
+      their inputs and outputs) and the sizes they need; none here.
     """
 
     @classmethod
@@ -161,7 +162,16 @@ class Mixer(keras.layers.Layer):
     def monotonic_weights(self, agent_qs, state):
         raise NotImplementedError(f"{type(self).__name__} does not give dQ_tot/dQ_a in closed form.")
 
-    def export_functions(self, signatures: dict) -> dict:
+    def export_functions(self, agent_step=None) -> dict:
+        """Signature name -> function of its inputs (as keyword arguments) returning a dict of its outputs.
+
+        `agent_step(agent)`, if given, returns the one-step function to run an `RNNAgent` of the
+        mixer's with (the exporter's shorter graph); default `agent.step`.
+        """
+        return {}
+
+    def export_sizes(self) -> dict:
+        """Sizes (metadata["sizes"] keys) the functions of `export_functions` need beyond the agent's."""
         return {}
 
 

@@ -28,6 +28,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from kqmix_runtime import spec
+
 from .layers import Mixer, QMixer, RNNAgent, _check_positive_int, _flatten_leading, _fresh, _initializer
 from .td import LossTerms
 
@@ -165,6 +167,30 @@ class WeightedQMixer(Mixer):
 
     def monotonic_weights(self, agent_qs, state):
         return self.qmix.monotonic_weights(agent_qs, state)
+
+    def export_functions(self, agent_step=None):
+        step = agent_step(self.central_agent) if agent_step is not None else None
+        return {spec.CRITIC: lambda **inputs: self.critic_step(**inputs, step=step)}
+
+    def export_sizes(self):
+        return {"central_hidden_dim": self.central_hidden_dim}
+
+    def critic_step(self, obs, last_action, actions, state, hidden, step=None):
+        """Q̂* of B teams' joint actions, one step (the `critic` export signature).
+
+        obs `(B, N, O)`, last_action `(B, N)` (-1 = none), actions `(B, N)`,
+        state `(B, S)`, hidden `(B, N, C)` -> `{"q_star": (B,), "next_hidden": (B, N, C)}`.
+        `step` runs the central agent one step (default `central_agent.step`).
+        """
+        n, c = self.n_agents, self.central_hidden_dim
+        step = self.central_agent.step if step is None else step
+        teams = ops.shape(obs)[0]
+        agent_id = ops.tile(ops.arange(n, dtype="int32"), [teams])  # (B*N,): agents in index order
+        q, next_hidden = step(ops.reshape(obs, (-1, self.obs_dim)), agent_id, ops.reshape(last_action, (-1,)),
+                              ops.reshape(hidden, (-1, c)))
+        chosen = ops.take_along_axis(q, ops.reshape(ops.cast(actions, "int32"), (-1, 1)), axis=-1)  # (B*N, 1)
+        q_star = self.central_q(ops.reshape(chosen, (-1, n)), state)  # (B,)
+        return {"q_star": q_star, "next_hidden": ops.reshape(next_hidden, (-1, n, c))}
 
     def loss_terms(self, inputs, target):
         central = tf.cast(self.central_agent.sequence_q(inputs.features, inputs.lengths), tf.float32)  # (T+1, B, N, A)

@@ -1,5 +1,7 @@
 """Weighted QMIX: the layers, the weighted losses against a numpy reference, and the registry."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -128,3 +130,74 @@ def test_the_critic_learns_and_its_target_is_copied(rng):
     state = learner.get_state()
     assert "target_mixer/central_mixer/v_out/bias" in state
     assert INFO.n_agents == learner.mixer.n_agents
+
+
+@pytest.fixture(scope="module")
+def wqmix_export(tmp_path_factory):
+    """A short OW-QMIX run on the non-monotonic game, exported and validated (critic included)."""
+    from kqmix.export import export_run
+    from kqmix.training import train
+
+    base = tmp_path_factory.mktemp("wqmix")
+    config = make_config("matrix_non_monotonic_ow", {"t_max": 400, "runs_dir": str(base / "runs"),
+                                                      "central_mixing_embed_dim": 16, "rnn_hidden_dim": 8,
+                                                      "central_rnn_hidden_dim": 8, "test_interval": 400})
+    result = train(config, preset="matrix_non_monotonic_ow", quiet=True)
+    version = export_run(result.run_dir, name="wq", out=base / "models", check=True, litert=False)
+    return result, version
+
+
+def test_an_export_of_weighted_qmix_names_its_mixer_and_validates_its_critic(wqmix_export):
+    import json
+
+    from kqmix.export import validate_export
+    from kqmix_runtime import spec
+
+    result, version = wqmix_export
+    meta = json.loads((version / spec.METADATA_FILE).read_text())
+    assert meta["mixer"] == {"type": "OWQMixer", "kind": "ow_qmix", "signatures": ["critic"]}
+    assert meta["sizes"]["central_hidden_dim"] == 8 and spec.CRITIC_ONNX in meta["files"]
+    report = validate_export(version, result.run_dir)
+    for artifact in ("saved_model", spec.CRITIC_ONNX, f"onnx.reference/{spec.CRITIC_ONNX}"):
+        assert report.max_ratio[f"{artifact}:{spec.CRITIC}:q_star"] <= 1.0
+
+
+def test_the_runtime_critic_follows_the_keras_critic_over_an_episode(wqmix_export, rng):
+    from kqmix_runtime import Critic, DecentralisedAgents
+
+    result, version = wqmix_export
+    mixer = result.learner.mixer
+    critic, agents = Critic(version), DecentralisedAgents(version)
+    n, c = mixer.n_agents, mixer.central_hidden_dim
+    for episode in range(2):
+        critic.reset()
+        hidden, last = np.zeros((1, n, c), np.float32), np.full((1, n), -1, np.int32)
+        for _ in range(3):
+            obs = rng.normal(size=(n, mixer.obs_dim)).astype(np.float32)
+            state = rng.normal(size=(result.learner.info.state_dim,)).astype(np.float32)
+            actions = rng.integers(0, mixer.n_actions, n).astype(np.int32)
+            expected = mixer.critic_step(obs[None], last, actions[None], state[None], hidden)
+            got = critic.q_star(obs, actions, state)
+            assert got == pytest.approx(float(expected["q_star"][0]), rel=1e-5, abs=1e-5)
+            hidden, last = np.asarray(expected["next_hidden"]), actions[None]
+    assert agents.act(np.ones((n, 1), np.float32), np.ones((n, mixer.n_actions), np.float32)).shape == (n,)
+
+
+def test_the_runtime_refuses_a_mixer_it_does_not_know_and_a_critic_that_is_not_there(wqmix_export, tmp_path):
+    import json
+    import shutil
+
+    from kqmix_runtime import Critic, DecentralisedAgents, spec
+    from kqmix_runtime.errors import MissingArtifactError, UnknownMixerError
+
+    _, version = wqmix_export
+    newer = tmp_path / "newer"
+    shutil.copytree(version, newer)
+    meta = json.loads((newer / spec.METADATA_FILE).read_text())
+    meta["mixer"]["signatures"].append("qplex_attention")
+    (newer / spec.METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(UnknownMixerError, match="'qplex_attention'.*update kqmix-runtime"):
+        DecentralisedAgents(newer)
+    shipped = os.path.join(os.path.dirname(__file__), "..", "saved_models", "two_step", "1")  # QMIX
+    with pytest.raises(MissingArtifactError, match="only Weighted QMIX"):
+        Critic(shipped)

@@ -3,6 +3,7 @@
 * `DecentralisedAgents(version_dir)` - every agent of a team in one call;
 * `SingleAgent(version_dir, agent_id)` - one agent on its own device;
 * `Mixer(version_dir)` - Q_tot and dQ_tot/dQ_a of the trained mixer;
+* `Critic(version_dir)` - Weighted QMIX's unrestricted critic Q̂* (versions of such runs);
 * each takes `backend="onnx"` (default), `"litert"` or `"litert-int8"`; the
   LiteRT ones need `pip install 'kqmix-runtime[litert]'` (ai-edge-litert);
 * `LiteRTModel(path, signature)` - one exported `.tflite` file (module `litert`);
@@ -36,6 +37,7 @@ _LAZY = {
     "DecentralisedAgents": "kqmix_runtime.runtime",
     "SingleAgent": "kqmix_runtime.runtime",
     "Mixer": "kqmix_runtime.runtime",
+    "Critic": "kqmix_runtime.runtime",
     "LiteRTModel": "kqmix_runtime.litert",
     "backend_files": "kqmix_runtime.runtime",
     "load_metadata": "kqmix_runtime.runtime",

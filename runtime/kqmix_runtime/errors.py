@@ -107,6 +107,16 @@ class AgreementError(ValidationError):
         )
 
 
+class UnknownMixerError(ValidationError):
+    """The version names a mixer signature (and file) this runtime does not know."""
+
+    def __init__(self, path, signatures, known):
+        super().__init__(
+            f"{path}: the mixer ({', '.join(map(repr, signatures))}) exports signatures this runtime does "
+            f"not know (it knows {sorted(known)}); update kqmix-runtime to the kqmix version that exported it."
+        )
+
+
 class RuntimeInputError(ValueError):
     """An input passed to the runtime has the wrong shape, dtype or value."""
 

@@ -6,6 +6,9 @@
   `act(obs (O,), avail_actions (A,)) -> action`.
 * `Mixer(version_dir)` - `q_tot(agent_qs, state)` and `weights(agent_qs,
   state) -> (q_tot, dQ_tot/dQ_a)` for monitoring.
+* `Critic(version_dir)` - Weighted QMIX's unrestricted critic Q̂* of a team's
+  joint action, step by step: `reset()`, then `q_star(obs (N, O), actions (N,),
+  state (S,)) -> float` (ONNX; versions of a Weighted QMIX run only).
 
 Each agent object keeps its own GRU state and last action between calls, as
 decentralised execution requires: agents never exchange anything, and the
@@ -39,9 +42,10 @@ from .errors import (
     MissingArtifactError,
     NoAvailableActionError,
     RuntimeInputError,
+    UnknownMixerError,
 )
 
-__all__ = ["DecentralisedAgents", "SingleAgent", "Mixer", "backend_files", "load_metadata", "make_session"]
+__all__ = ["DecentralisedAgents", "SingleAgent", "Mixer", "Critic", "backend_files", "load_metadata", "make_session"]
 
 
 def load_metadata(version_dir) -> dict:
@@ -61,6 +65,9 @@ def load_metadata(version_dir) -> dict:
             f"format_version {metadata.get('format_version')!r} is not supported by this runtime "
             f"(supports {spec.FORMAT_VERSION})",
         )
+    unknown = [s for s in (metadata.get("mixer") or {}).get("signatures", []) if s not in spec.MIXER_SIGNATURES]
+    if unknown:
+        raise UnknownMixerError(path, unknown, spec.MIXER_SIGNATURES)
     return metadata
 
 
@@ -146,7 +153,7 @@ class _AgentStep:
         self.batch = b
         self._obs = np.zeros((b, self.obs_dim), np.float32)
         self._agent_id = ids.astype(np.int32)
-        self._last_action = np.full(b, -1, np.int32)
+        self._last_action = np.full(b, spec.NO_LAST_ACTION, np.int32)
         self._avail = np.ones((b, self.n_actions), np.float32)
         self._hidden = np.zeros((b, self.hidden_dim), np.float32)
         self._q = np.zeros((b, self.n_actions), np.float32)
@@ -194,7 +201,7 @@ class _AgentStep:
 
     def reset(self) -> None:
         self._hidden[...] = 0.0
-        self._last_action[...] = -1
+        self._last_action[...] = spec.NO_LAST_ACTION
 
     def step(self, obs, avail_actions, check: bool) -> None:
         """Runs one step on already shape-checked inputs (broadcastable to the buffers)."""
@@ -224,7 +231,7 @@ class _AgentStep:
                 f"`last_action` must be integers of shape {self._last_action.shape}; "
                 f"got {last.dtype} {last.shape}."
             )
-        if ((last < -1) | (last >= self.n_actions)).any():
+        if ((last < spec.NO_LAST_ACTION) | (last >= self.n_actions)).any():
             raise RuntimeInputError(f"`last_action` values must be in [-1, {self.n_actions}); got {last}.")
         self._last_action[...] = last
 
@@ -415,3 +422,52 @@ class Mixer:
         feed, single = self._inputs(agent_qs, state)
         q_tot, grad = self._grad(feed)
         return (float(q_tot[0]), grad[0]) if single else (q_tot, grad)
+
+
+class Critic:
+    """Weighted QMIX's unrestricted critic Q̂*(history, joint action), for monitoring a team.
+
+    Q̂* is what Weighted QMIX fits QMIX towards: unlike QMIX's Q_tot it is not
+    monotonic in the agents' Qs, so it values joint actions QMIX's mixer
+    cannot rank (`critic.onnx`, the `critic` signature). It is recurrent: its
+    central agent network keeps a GRU state per agent, advanced by every
+    `q_star` call, and each agent's last action is the one passed to the
+    previous call. Call `reset()` at the start of every episode.
+    """
+
+    def __init__(self, version_dir, threads: int = 1):
+        self.version_dir = Path(version_dir)
+        self.metadata = load_metadata(self.version_dir)
+        if spec.CRITIC not in (self.metadata.get("mixer") or {}).get("signatures", []):
+            raise MissingArtifactError(self.version_dir / spec.CRITIC_ONNX,
+                                       f"this version's mixer ({self.metadata.get('mixer', {}).get('kind')}) has "
+                                       "no critic; only Weighted QMIX (ow_qmix, cw_qmix) exports one")
+        sizes = self.metadata["sizes"]
+        self.n_agents, self.n_actions = int(sizes["n_agents"]), int(sizes["n_actions"])
+        self.obs_dim, self.state_dim = int(sizes["obs_dim"]), int(sizes["state_dim"])
+        self.hidden_dim = int(sizes["central_hidden_dim"])
+        self._session = make_session(self.version_dir / spec.CRITIC_ONNX, threads)
+        self._outputs = list(spec.CRITIC_OUTPUTS)
+        self.reset()
+
+    def reset(self) -> None:
+        self._hidden = np.zeros((1, self.n_agents, self.hidden_dim), np.float32)  # (1, N, C)
+        self._last = np.full((1, self.n_agents), spec.NO_LAST_ACTION, np.int32)  # (1, N)
+
+    def q_star(self, obs, actions, state) -> float:
+        """obs `(N, O)`, actions `(N,)` (the joint action taken now), state `(S,)` -> Q̂*."""
+        obs = _as_float_array("obs", obs, (self.n_agents, self.obs_dim))
+        state = _as_float_array("state", state, (self.state_dim,))
+        actions = np.asarray(actions)
+        if actions.shape != (self.n_agents,) or actions.dtype.kind not in "iu":
+            raise RuntimeInputError(f"`actions` must be {self.n_agents} integers; got {actions!r}.")
+        if ((actions < 0) | (actions >= self.n_actions)).any():
+            raise RuntimeInputError(f"`actions` values must be in [0, {self.n_actions}); got {actions}.")
+        feed = {"obs": obs[None].astype(np.float32), "last_action": self._last,
+                "actions": actions[None].astype(np.int32), "state": state[None].astype(np.float32),
+                "hidden": self._hidden}
+        q_star, self._hidden = self._session.run(self._outputs, feed)
+        self._last = actions[None].astype(np.int32)
+        return float(q_star[0])
+
+    __call__ = q_star

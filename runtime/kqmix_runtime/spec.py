@@ -63,6 +63,31 @@ SIGNATURES = {
 }
 #: ONNX file -> signature it implements.
 ONNX_FILES = {AGENT_ONNX: ACT, MIXER_ONNX: MIX, MIXER_GRAD_ONNX: MIX_GRAD}
+
+#: Weighted QMIX's unrestricted critic Q̂*, one step of a whole team (B teams): the
+#: central agent network (GRU width C, its own recurrent state) over every agent's
+#: observation and last action, then the feed-forward mixer over the central Qs of
+#: `actions` and the state. Agents are in index order on the N axis.
+CRITIC = "critic"
+CRITIC_ONNX = "critic.onnx"
+CRITIC_INPUTS = {
+    "obs": ("float32", ("B", "N", "O")),
+    "last_action": ("int32", ("B", "N")),
+    "actions": ("int32", ("B", "N")),
+    "state": ("float32", ("B", "S")),
+    "hidden": ("float32", ("B", "N", "C")),
+}
+CRITIC_OUTPUTS = {
+    "q_star": ("float32", ("B",)),
+    "next_hidden": ("float32", ("B", "N", "C")),
+}
+#: Signatures a mixer exports beside the three every version has (metadata["mixer"]["signatures"]
+#: names those a version has), and their ONNX files. The runtime refuses a version that names a
+#: mixer signature missing here (`errors.UnknownMixerError`): it was written by a newer kqmix.
+MIXER_SIGNATURES = {CRITIC: (CRITIC_INPUTS, CRITIC_OUTPUTS)}
+MIXER_ONNX_FILES = {CRITIC_ONNX: CRITIC}
+#: Every signature a version may have.
+ALL_SIGNATURES = {**SIGNATURES, **MIXER_SIGNATURES}
 #: LiteRT (TFLite) file -> signature it implements; each file holds that one
 #: signature under its name, with the SavedModel's tensor names.
 TFLITE_FILES = {AGENT_TFLITE: ACT, MIXER_TFLITE: MIX, MIXER_GRAD_TFLITE: MIX_GRAD}
@@ -95,6 +120,7 @@ SIZE_KEYS = {
     "O": "obs_dim",
     "S": "state_dim",
     "H": "hidden_dim",
+    "C": "central_hidden_dim",  # Weighted QMIX's central agent network (the critic)
 }
 
 
