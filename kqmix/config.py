@@ -54,6 +54,10 @@ class Config:
     """1 = linear hypernetworks, 2 = one ReLU hidden layer."""
     hypernet_embed: int = 64
     """Hidden width of two-layer hypernetworks."""
+    mixer_orthogonal_gain: float = 0.0
+    """0 initialises the QMIX mixer's hypernetwork kernels as PyTorch does (`kqmix.layers.default_kernel_initializer`);
+    a positive value initialises them orthogonally with this gain (JaxMARL's `MIXER_INIT_SCALE`, 0.001: an
+    untrained mixer then gives Q_tot near 0 and every agent a weight near 0 in it)."""
     wqmix_alpha: float = 0.1
     """Weighted QMIX (`ow_qmix`, `cw_qmix`): the weight of QMIX's squared TD error on the joint actions its
     weighting does not favour, in (0, 1] (1 = plain QMIX's loss)."""
@@ -185,6 +189,7 @@ class Config:
         need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")
         need(0 < self.wqmix_alpha <= 1, "wqmix_alpha", "a float in (0, 1]")
+        need(self.mixer_orthogonal_gain >= 0, "mixer_orthogonal_gain", "a float >= 0")
         need(self.lr > 0, "lr", "a positive float")
         need(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'")
         need(0 <= self.optim_alpha < 1, "optim_alpha", "a float in [0, 1)")

@@ -246,8 +246,10 @@ class QMixer(Mixer):
 
     @classmethod
     def from_run_config(cls, info, config, name, dtype=None):
+        gain = config.mixer_orthogonal_gain
         return cls(info.n_agents, embed_dim=config.mixing_embed_dim, hypernet_layers=config.hypernet_layers,
-                   hypernet_embed=config.hypernet_embed, dtype=dtype, name=name)
+                   hypernet_embed=config.hypernet_embed, dtype=dtype, name=name,
+                   kernel_initializer=keras.initializers.Orthogonal(gain=gain) if gain > 0 else None)
 
     def monotonic_weights(self, agent_qs, state):
         """dQ_tot/dQ_a in closed form: `sum_e |W1|[a, e] * elu'(h_e) * |w_final|[e]`, `(B, N)`.
