@@ -78,7 +78,7 @@ class Config:
 
     # --- learning --------------------------------------------------------
     optimizer: str = "rmsprop"
-    """`rmsprop` (paper) or `adam`."""
+    """`rmsprop` (paper), `adam`, or `radam` (rectified Adam, `kqmix.optimizers.RAdam`, as JaxMARL's QMIX)."""
     lr: float = 5e-4
     """Learning rate."""
     lr_schedule: str = "constant"
@@ -186,7 +186,7 @@ class Config:
         need(self.distribute in ("none", "mirrored"), "distribute", "'none' or 'mirrored'")
         need(self.recurrence in ("auto", "keras", "fused"), "recurrence", "'auto', 'keras' or 'fused'")
         need(self.mixer in MIXERS, "mixer", "one of " + ", ".join(map(repr, MIXERS)))
-        need(self.optimizer in ("rmsprop", "adam"), "optimizer", "'rmsprop' or 'adam'")
+        need(self.optimizer in ("rmsprop", "adam", "radam"), "optimizer", "'rmsprop', 'adam' or 'radam'")
         need(self.hypernet_layers in (1, 2), "hypernet_layers", "1 or 2")
         need(0 < self.wqmix_alpha <= 1, "wqmix_alpha", "a float in (0, 1]")
         need(self.mixer_orthogonal_gain >= 0, "mixer_orthogonal_gain", "a float >= 0")

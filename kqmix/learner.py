@@ -102,6 +102,10 @@ class QLearner:
             opt = keras.optimizers.RMSprop(
                 learning_rate=c.lr, rho=c.optim_alpha, epsilon=c.optim_eps, global_clipnorm=clip
             )
+        elif c.optimizer == "radam":
+            from .optimizers import RAdam
+
+            opt = RAdam(learning_rate=c.lr, epsilon=c.optim_eps, global_clipnorm=clip)
         else:
             opt = keras.optimizers.Adam(learning_rate=c.lr, epsilon=c.optim_eps, global_clipnorm=clip)
         if c.mixed_precision:

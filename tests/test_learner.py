@@ -218,7 +218,7 @@ def test_jit_compile_matches_graph(rng):
         assert jitted[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5)
 
 
-@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam", "radam"])
 def test_training_reduces_loss_on_a_fixed_batch(optimizer, rng):
     learner = make_learner(optimizer=optimizer, lr=3e-3, target_update_interval=10**6)
     batch = make_batch(rng)
