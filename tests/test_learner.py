@@ -218,13 +218,15 @@ def test_jit_compile_matches_graph(rng):
         assert jitted[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5)
 
 
-@pytest.mark.parametrize("optimizer", ["rmsprop", "adam", "radam"])
-def test_training_reduces_loss_on_a_fixed_batch(optimizer, rng):
+# RAdam's rectification warms the step up over its first thousands of updates (r_t = 0.16 at
+# update 60, 0.37 at 300), so it is given more updates to halve the loss.
+@pytest.mark.parametrize("optimizer, updates", [("rmsprop", 60), ("adam", 60), ("radam", 300)])
+def test_training_reduces_loss_on_a_fixed_batch(optimizer, updates, rng):
     learner = make_learner(optimizer=optimizer, lr=3e-3, target_update_interval=10**6)
     batch = make_batch(rng)
-    losses = [learner.train(batch, 1)["loss"] for _ in range(60)]
+    losses = [learner.train(batch, 1)["loss"] for _ in range(updates)]
     assert losses[-1] < 0.5 * losses[0]
-    assert int(learner.train_steps.numpy()) == 60
+    assert int(learner.train_steps.numpy()) == updates
 
 
 def test_reward_standardisation_tracks_filled_rewards(rng):
