@@ -11,7 +11,7 @@
   actions over the same test episodes, `kqmix.evaluation.random_returns`),
   wall_s and the kqmix commit(s) that trained the run;
 * copies each run's `metrics.jsonl`, `config.json`, `env.json` and `run.json` to
-  `benchmarks/results/runs/<task>/<seed>/` (no checkpoints).
+  `benchmarks/results/runs/<task>/<preset>/<seed>/` (`run_files`; no checkpoints).
 
 `report` turns `learning.json` into the table of `docs/results.md` (between
 its `learning-table` markers), the README's short table (between the same
@@ -60,6 +60,11 @@ def task_of(config) -> str:
     return config.env_key or config.env
 
 
+def run_files(task: str, preset: str, seed: int) -> Path:
+    """Where the files of one run of the benchmark are kept."""
+    return RUNS / task / preset / str(seed)
+
+
 def run_row(run_dir: Path, preset: str, random_return: float) -> dict:
     """One row of `learning.json` for a finished run directory."""
     config = rundir.read_config(run_dir)
@@ -96,7 +101,7 @@ def collect(sweep_dirs) -> list[dict]:
                 randoms[task] = float(random_returns(config.env, config.env_key).mean())
             row = run_row(run_dir, trial["preset"], randoms[task])
             rows[(row["task"], row["preset"], row["seed"])] = row
-            target = RUNS / task / str(config.seed)
+            target = run_files(task, trial["preset"], config.seed)
             if target.exists():
                 shutil.rmtree(target)
             target.mkdir(parents=True)
@@ -146,12 +151,12 @@ def table(rows, short: bool = False) -> str:
 
 def runs_table(rows) -> str:
     """One line per run: its seed, final and best test return, wall-clock and commit."""
-    head = ["task", "seed", "steps", "final test return", "best test return", "wall-clock", "commit"]
+    head = ["task", "preset", "seed", "steps", "final test return", "best test return", "wall-clock", "commit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         commits = r["kqmix_commit"] if isinstance(r["kqmix_commit"], list) else [r["kqmix_commit"]]
         lines.append("| " + " | ".join([
-            f"`{r['task']}`", str(r["seed"]), f"{r['t_env']:,}", f"{r['final_test_return']:.4g}",
+            f"`{r['task']}`", f"`{r['preset']}`", str(r["seed"]), f"{r['t_env']:,}", f"{r['final_test_return']:.4g}",
             f"{r['best_test_return']:.4g}", _minutes(r["wall_s"]), ", ".join(f"`{(c or 'unknown')[:10]}`" for c in commits),
         ]) + " |")
     return "\n".join(lines) + "\n"
@@ -177,9 +182,10 @@ def report() -> None:
     replace_block(DOCS_RESULTS, block + "\nEvery run:\n\n" + runs_table(rows))
     replace_block(README, table(rows, short=True))
     for task in sorted({r["task"] for r in rows}):
-        seeds = sorted(RUNS.joinpath(task).iterdir(), key=lambda p: int(p.name))
+        # Every preset's seeds of the task in one plot: one band per preset.
+        runs = [run_files(r["task"], r["preset"], r["seed"]) for r in rows if r["task"] == task]
         random = next(r["random_return"] for r in rows if r["task"] == task)
-        plot_runs(seeds, IMAGES / plot_name(task), baselines={"random actions": random})
+        plot_runs(runs, IMAGES / plot_name(task), baselines={"random actions": random})
     print(block)
 
 

@@ -18,9 +18,9 @@ def lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['task']}-{r['seed']}")
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['task']}-{r['preset']}-{r['seed']}")
 def test_row_matches_its_run_files(row):
-    run = RESULTS / "runs" / row["task"] / str(row["seed"])
+    run = RESULTS / "runs" / row["task"] / row["preset"] / str(row["seed"])
     metrics = lines(run / "metrics.jsonl")
     config = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "run.json").read_text())
@@ -39,8 +39,8 @@ def test_row_matches_its_run_files(row):
 
 
 def test_every_copied_run_has_a_row():
-    copied = {(p.parent.name, int(p.name)) for p in (RESULTS / "runs").glob("*/*") if p.is_dir()}
-    assert copied == {(r["task"], r["seed"]) for r in ROWS}
+    copied = {(p.parent.parent.name, p.parent.name, int(p.name)) for p in (RESULTS / "runs").glob("*/*/*") if p.is_dir()}
+    assert copied == {(r["task"], r["preset"], r["seed"]) for r in ROWS}
 
 
 def test_random_return_is_the_evaluation_baseline():
@@ -48,5 +48,5 @@ def test_random_return_is_the_evaluation_baseline():
     for other in ROWS:
         if other["task"] == row["task"]:
             assert other["random_return"] == row["random_return"]
-    config = json.loads((RESULTS / "runs" / row["task"] / str(row["seed"]) / "config.json").read_text())
+    config = json.loads((RESULTS / "runs" / row["task"] / row["preset"] / str(row["seed"]) / "config.json").read_text())
     assert row["random_return"] == pytest.approx(random_returns(config["env"], config["env_key"]).mean(), rel=1e-12)
