@@ -140,27 +140,30 @@ PRESETS.update({
 # MPE simple_spread on the JAX backend with JaxMARL's QMIX settings
 # (FLAIROx/JaxMARL baselines/QLearning/config/alg/ql_rnn_mpe.yaml, run by
 # qmix_rnn.py): 8 environments, batch 32, buffer 5000, GRU 64, mixer embed 32
-# with hypernet width 128, gamma 0.9, 1-step targets (no TD(lambda)), one
-# update per rollout, hard target copy every 200 updates (= 1600 episodes
-# of 8 environments), global-norm clip 25, epsilon 1 -> 0.05 over 10% of the
-# 1e7 steps, agent id in the input (CTRolloutManager) without the last action,
-# team reward = sum of the agents' rewards, the learning rate 0.005 decayed
-# linearly to 0 over the run (LR_LINEAR_DECAY).
-# Differences: JaxMARL's optimizer is RAdam (kqmix: Adam), its mixer's
-# hypernetworks start orthogonal with gain 0.001 (MIXER_INIT_SCALE; kqmix:
-# PyTorch's default), its decay counts updates (kqmix: env steps), it starts
-# learning after 10k steps (kqmix: once the buffer holds a batch of
-# episodes), and it collects fixed 26-step rollouts (its MPE episodes last 26
-# steps, done at max_steps + 1) whose 25 trained steps all bootstrap: the
-# done it masks the target with is the one stored with the step, i.e. the
-# previous step's, never set inside a rollout from a reset. kqmix stores
-# whole 25-step episodes, 8 per update, and treats the limit as terminal.
+# with hypernet width 128 whose kernels start orthogonal with gain 0.001
+# (MIXER_INIT_SCALE), gamma 0.9, 1-step targets (no TD(lambda)), one update
+# per rollout, hard target copy every 200 updates (= 1600 episodes of 8
+# environments), global-norm clip 25, RAdam (optax's, eps 1e-8) at 0.005
+# decayed linearly to 0 over the run (LR_LINEAR_DECAY), epsilon 1 -> 0.05 over
+# 10% of the 1e7 steps, agent id in the input (CTRolloutManager) without the
+# last action, team reward = sum of the agents' rewards, and every trained
+# step bootstraps, the time limit too: qmix_rnn.py masks the target with the
+# done stored with the step, the previous step's, never set inside its
+# 26-step rollouts from a reset. With kqmix's defaults for all three (Adam,
+# PyTorch's initialisation, the limit terminal) the team return at 2.05M steps
+# was -73.2 on seed 0; JaxMARL's RAdam, mixer initialisation or bootstrap
+# alone gained 13-22 points each (docs/environments.md).
+# Differences that remain: JaxMARL's decay counts updates (kqmix: env steps),
+# it starts learning after 10k steps (kqmix: once the buffer holds a batch of
+# episodes), its agent's layers start orthogonal (kqmix: PyTorch's default),
+# and its MPE episodes last 26 steps (done at max_steps + 1; kqmix ends them
+# at max_steps, 25; `env_key=mpe:simple_spread_v3:max_steps=26` gives 26).
 PRESETS["jax_mpe_spread"] = dict(
     env="jaxmarl", env_key="mpe:simple_spread_v3", batch_size_run=8, t_max=10_000_000,
-    optimizer="adam", lr=0.005, lr_schedule="linear", batch_size=32, buffer_size=5000, rnn_hidden_dim=64,
-    mixing_embed_dim=32, hypernet_embed=128, gamma=0.9, td_lambda=0.0, grad_norm_clip=25.0,
-    target_update_interval=1600, epsilon_start=1.0, epsilon_finish=0.05, epsilon_anneal_time=1_000_000,
-    obs_agent_id=True, obs_last_action=False, bootstrap_truncated=False,
+    optimizer="radam", optim_eps=1e-8, lr=0.005, lr_schedule="linear", batch_size=32, buffer_size=5000,
+    rnn_hidden_dim=64, mixing_embed_dim=32, hypernet_embed=128, mixer_orthogonal_gain=0.001, gamma=0.9,
+    td_lambda=0.0, grad_norm_clip=25.0, target_update_interval=1600, epsilon_start=1.0, epsilon_finish=0.05,
+    epsilon_anneal_time=1_000_000, obs_agent_id=True, obs_last_action=False, bootstrap_truncated=True,
     test_interval=50_000, test_nepisode=32, log_interval=50_000,
 )
 DEFAULT_PRESET = "lbf"
