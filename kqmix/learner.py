@@ -209,8 +209,8 @@ class QLearner:
         q = tf.cast(self.agent.sequence_q(features, lengths), tf.float32)  # (T+1, B, N, A)
         # The taken actions' Qs as a masked sum over all T+1 steps (the last one has no action):
         # its gradient is one product, where a gather's is a scatter and a slice's a padded copy.
-        taken = tf.one_hot(tf.concat([actions, tf.fill(tf.shape(actions[:1]), NO_LAST_ACTION)], axis=0),
-                           q.shape[-1])  # (T+1, B, N, A); no action is an all-zero row
+        # The last step's index is -1, whose one-hot is all zeros.
+        taken = tf.one_hot(tf.concat([actions, -tf.ones_like(actions[:1])], axis=0), q.shape[-1])  # (T+1, B, N, A)
         chosen = tf.reduce_sum(q * taken, axis=-1)[:-1]  # (T, B, N)
 
         target_q = tf.cast(self.target_agent.sequence_q(features, lengths), tf.float32)  # (T+1, B, N, A)
