@@ -2,7 +2,7 @@
 
 Importing `kqmix` does not import TensorFlow; the names below load their
 module on first use. The TensorFlow-free runtime is the package
-`kqmix_runtime` (shipped with kqmix, and on its own as `kqmix-runtime`).
+`kqmix_runtime`, the distribution `kqmix-runtime` that kqmix depends on.
 """
 
 from __future__ import annotations

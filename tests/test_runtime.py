@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -72,15 +74,46 @@ def _run(args, **kwargs):
     return result
 
 
+def _build_wheel(tmp: Path, name: str, parts: list[str]) -> Path:
+    """The wheel of the distribution whose pyproject.toml is `parts[0]`, built from a copy of `parts`
+    (setuptools writes build/ and *.egg-info/ next to the sources)."""
+    src = tmp / f"src_{name}"
+    src.mkdir()
+    for part in parts:
+        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
+        copy(ROOT / part, src / Path(part).name,
+             **({"ignore": shutil.ignore_patterns("build", "*.egg-info", "__pycache__")}
+                if (ROOT / part).is_dir() else {}))
+    if (src / "runtime").is_dir():  # the runtime builds from its own folder
+        src = src / "runtime"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist"), str(src)])
+    (wheel,) = (tmp / "dist").glob(f"{name}-*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="module")
-def runtime_venv(tmp_path_factory):
+def runtime_wheel(tmp_path_factory):
+    return _build_wheel(tmp_path_factory.mktemp("runtime_wheel"), "kqmix_runtime", ["runtime"])
+
+
+def test_kqmix_depends_on_the_runtime_at_its_version_and_ships_none_of_its_files(runtime_wheel, tmp_path):
+    kqmix_wheel = _build_wheel(tmp_path, "kqmix", ["pyproject.toml", "README.md", "kqmix", "export"])
+    files = {w: {n for n in zipfile.ZipFile(w).namelist() if ".dist-info/" not in n}
+             for w in (kqmix_wheel, runtime_wheel)}
+    assert files[runtime_wheel] and files[kqmix_wheel]
+    assert not files[kqmix_wheel] & files[runtime_wheel]  # pip never installs one file from both
+    version = tomllib.loads((ROOT / "runtime" / "pyproject.toml").read_text())["project"]["version"]
+    with zipfile.ZipFile(kqmix_wheel) as wheel:
+        (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [line for line in wheel.read(metadata).decode().splitlines() if line.startswith("Requires-Dist:")]
+    assert f"Requires-Dist: kqmix-runtime=={version}" in requires
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory, runtime_wheel):
     """A virtual environment with only the kqmix-runtime wheel (and its numpy, onnxruntime)."""
     tmp = tmp_path_factory.mktemp("runtime")
-    # Built from a copy: setuptools writes build/ and *.egg-info/ next to the sources.
-    shutil.copytree(ROOT / "runtime", tmp / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist"),
-          str(tmp / "src")])
-    (wheel,) = (tmp / "dist").glob("kqmix_runtime-*.whl")
+    wheel = runtime_wheel
     _run([sys.executable, "-m", "venv", str(tmp / "venv")])
     python = tmp / "venv" / "bin" / "python"
     _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)])
