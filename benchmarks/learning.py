@@ -1,6 +1,7 @@
 """The learning benchmark: several seeds per task, collected from `kqmix sweep` directories.
 
-    python benchmarks/learning.py collect SWEEP_DIR [SWEEP_DIR ...]
+    python benchmarks/learning.py collect SWEEP_OR_RUN_DIR [...]
+    python benchmarks/learning.py reference JAXMARL_JSON [...] --task TASK --config NAME --commit SHA
     python benchmarks/learning.py report
 
 `collect` reads every finished trial of the given sweeps and
@@ -13,9 +14,22 @@
 * copies each run's `metrics.jsonl`, `config.json`, `env.json` and `run.json` to
   `benchmarks/results/runs/<task>/<preset>/<seed>/` (`run_files`; no checkpoints).
 
+A run directory (not a sweep) is collected the same way, under the preset its
+`run.json` names. A run that `kqmix evaluate` scored (its `evaluation.json`)
+adds `evaluation_return`, the mean over those greedy episodes, and the file is
+copied too.
+
+`reference` adds the runs of another implementation from the JSON files its
+runner wrote (`benchmarks/jaxmarl_qmix.py` for JaxMARL's QMIX) to the
+`references` list: implementation, its config and commit, task, seed, steps,
+greedy return and env steps/s, with the file copied to
+`benchmarks/results/references/<implementation>/<config>/<seed>.json`.
+
 `report` turns `learning.json` into the table of `docs/results.md` (between
 its `learning-table` markers), the README's short table (between the same
-markers) and one plot per task under `docs/images/`.
+markers), the side-by-side table of `docs/results.md` (between its
+`reference-table` markers: each task with references, kqmix's evaluated runs
+against them) and one plot per task under `docs/images/`.
 
 The sweeps behind the published figures (2 trials at a time on 2 cores):
 
@@ -24,6 +38,13 @@ The sweeps behind the published figures (2 trials at a time on 2 cores):
     kqmix sweep --out sweeps/mpe_speaker_listener --preset mpe_speaker_listener --set t_max=300000 --seeds 0,1,2 --max-concurrent 2
     kqmix sweep --out sweeps/lbf_2s --preset lbf_2s --set t_max=1000000 --seeds 0,1,2 --max-concurrent 2
     kqmix sweep --out sweeps/rware_tiny --preset rware_tiny --set t_max=2000000 --seeds 0 --max-concurrent 2
+
+and, for the side by side with JaxMARL's QMIX on MPE (runs and JSON files from
+`benchmarks/jaxmarl_side_by_side.sh OUT`):
+
+    python benchmarks/learning.py collect OUT/kqmix/0 OUT/kqmix/1 OUT/kqmix/2
+    python benchmarks/learning.py reference OUT/jaxmarl/*.json --task mpe:simple_spread_v3:max_steps=26 \
+        --config ql_rnn_mpe --commit c793d09
 """
 
 from __future__ import annotations
@@ -47,12 +68,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 LEARNING_JSON = RESULTS / "learning.json"
 RUNS = RESULTS / "runs"
+REFERENCES = RESULTS / "references"
 DOCS_RESULTS = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
 IMAGES = ROOT / "docs" / "images"
 #: Files copied from each run directory (checkpoints and the model stay behind).
 COPIED = (rundir.METRICS_FILE, rundir.CONFIG_FILE, rundir.ENV_FILE, rundir.SUMMARY_FILE)
 MARKERS = ("<!-- learning-table:start -->", "<!-- learning-table:end -->")
+REFERENCE_MARKERS = ("<!-- reference-table:start -->", "<!-- reference-table:end -->")
 
 
 def task_of(config) -> str:
@@ -72,50 +95,104 @@ def run_row(run_dir: Path, preset: str, random_return: float) -> dict:
     summary = rundir.read_summary(run_dir)
     metrics = rundir.read_metrics(run_dir)
     revisions = summary.get("kqmix_revisions") or [None]
-    return {
+    row = {
         "task": task_of(config), "env": config.env, "preset": preset, "seed": config.seed,
         "t_env": summary["t_env"], "final_test_return": result["final_test_return"],
         "best_test_return": result["best_test_return"], "random_return": random_return,
         "wall_s": metrics[-1]["time"], "kqmix_commit": revisions[-1] if len(revisions) == 1 else revisions,
     }
+    evaluation = run_dir / rundir.EVALUATION_FILE
+    if evaluation.is_file():
+        report = json.loads(evaluation.read_text())
+        row["evaluation_return"], row["evaluation_episodes"] = report["return_mean"], report["episodes"]
+    return row
+
+
+def read_results() -> dict:
+    return json.loads(LEARNING_JSON.read_text()) if LEARNING_JSON.is_file() else {}
 
 
 def read_rows() -> list[dict]:
-    return json.loads(LEARNING_JSON.read_text())["runs"] if LEARNING_JSON.is_file() else []
+    return read_results().get("runs", [])
 
 
-def collect(sweep_dirs) -> list[dict]:
-    from kqmix.evaluation import random_returns
-
-    rows = {(r["task"], r["preset"], r["seed"]): r for r in read_rows()}
-    randoms = {}
-    for sweep in sweep_dirs:
-        for trial in sweepdir.read_manifest(sweep)["trials"]:
-            run_dir = Path(trial["run_dir"])
-            if not (run_dir / rundir.SUMMARY_FILE).is_file():
-                print(f"skipped (not finished): {run_dir}", file=sys.stderr)
-                continue
-            config = rundir.read_config(run_dir)
-            task = task_of(config)
-            if task not in randoms:
-                randoms[task] = float(random_returns(config.env, config.env_key).mean())
-            row = run_row(run_dir, trial["preset"], randoms[task])
-            rows[(row["task"], row["preset"], row["seed"])] = row
-            target = run_files(task, trial["preset"], config.seed)
-            if target.exists():
-                shutil.rmtree(target)
-            target.mkdir(parents=True)
-            for name in COPIED:
-                shutil.copy2(run_dir / name, target / name)
-            print(f"{task} seed {config.seed}: final {row['final_test_return']:.4g}, "
-                  f"best {row['best_test_return']:.4g}, random {row['random_return']:.4g}")
-    ordered = sorted(rows.values(), key=lambda r: (r["task"], r["preset"], r["seed"]))
+def write_results(runs: list[dict] | None = None, references: list[dict] | None = None) -> None:
+    """`learning.json` with its runs and references (each kept as it is when not given), in a fixed order."""
+    results = read_results()
+    runs = results.get("runs", []) if runs is None else runs
+    references = results.get("references", []) if references is None else references
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json_atomic(LEARNING_JSON, {
         "final_test_return": f"mean of the last {sweepdir.FINAL_TESTS} greedy tests",
         "random_return": "uniformly random available actions over 100 test-stream episodes (seed 0)",
-        "runs": ordered})
-    return ordered
+        "evaluation_return": "mean over the greedy episodes of `kqmix evaluate`, when the run was evaluated",
+        "runs": sorted(runs, key=lambda r: (r["task"], r["preset"], r["seed"])),
+        "references": sorted(references, key=lambda r: (r["task"], r["implementation"], r["config"], r["seed"]))})
+
+
+def finished_runs(paths) -> list[tuple[Path, str]]:
+    """(run directory, preset) of every finished run in the given sweeps and run directories."""
+    runs = []
+    for path in map(Path, paths):
+        if sweepdir.is_sweep(path):
+            runs += [(Path(t["run_dir"]), t["preset"]) for t in sweepdir.read_manifest(path)["trials"]]
+        else:
+            runs.append((path, None))
+    finished = []
+    for run_dir, preset in runs:
+        if not (run_dir / rundir.SUMMARY_FILE).is_file():
+            print(f"skipped (not a finished run): {run_dir}", file=sys.stderr)
+            continue
+        finished.append((run_dir, preset or rundir.read_summary(run_dir)["preset"]))
+    return finished
+
+
+def collect(paths) -> list[dict]:
+    from kqmix.evaluation import random_returns
+
+    rows = {(r["task"], r["preset"], r["seed"]): r for r in read_rows()}
+    randoms = {}
+    for run_dir, preset in finished_runs(paths):
+        config = rundir.read_config(run_dir)
+        task = task_of(config)
+        if task not in randoms:
+            randoms[task] = float(random_returns(config.env, config.env_key).mean())
+        row = run_row(run_dir, preset, randoms[task])
+        rows[(row["task"], row["preset"], row["seed"])] = row
+        target = run_files(task, preset, config.seed)
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for name in COPIED + ((rundir.EVALUATION_FILE,) if "evaluation_return" in row else ()):
+            shutil.copy2(run_dir / name, target / name)
+        print(f"{task} seed {config.seed}: final {row['final_test_return']:.4g}, "
+              f"best {row['best_test_return']:.4g}, random {row['random_return']:.4g}")
+    write_results(runs=list(rows.values()))
+    return read_rows()
+
+
+def reference_files(implementation: str, config: str, seed: int) -> Path:
+    """Where the result file of one run of another implementation is kept."""
+    return REFERENCES / implementation / config / f"{seed}.json"
+
+
+def reference(files, task: str, config: str, commit: str) -> list[dict]:
+    """Rows for JaxMARL QMIX runs (`benchmarks/jaxmarl_qmix.py` files) on `task`, kqmix's name of its environment."""
+    references = {(r["task"], r["implementation"], r["config"], r["seed"]): r
+                  for r in read_results().get("references", [])}
+    for path in map(Path, files):
+        result = json.loads(path.read_text())
+        row = {"task": task, "implementation": "jaxmarl", "config": config, "commit": commit,
+               "seed": result["seed"], "t_env": result["t_env"],
+               "greedy_return": result["final_test"]["returned_episode_returns"],
+               "greedy_episodes": result["alg"]["TEST_NUM_ENVS"], "env_steps_per_s": result["env_steps_per_s"]}
+        references[(task, row["implementation"], config, row["seed"])] = row
+        target = reference_files(row["implementation"], config, row["seed"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        print(f"{task} {row['implementation']} {config} seed {row['seed']}: greedy {row['greedy_return']:.4g}")
+    write_results(references=list(references.values()))
+    return read_results()["references"]
 
 
 def _minutes(seconds: float) -> str:
@@ -162,14 +239,41 @@ def runs_table(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reference_table(results: dict) -> str:
+    """Per task with references: each reference configuration and each kqmix preset with evaluated runs,
+    greedy return over seeds (mean [95% CI], each seed) and env steps/s where known."""
+    head = ["task", "implementation", "steps", "seeds", "greedy return, mean [95% CI]", "each seed", "episodes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task in sorted({r["task"] for r in results.get("references", [])}):
+        groups = {}
+        for r in results["references"]:
+            if r["task"] == task:
+                groups.setdefault(f"{r['implementation']} `{r['config']}` ({r['commit']})", []).append(
+                    (r["seed"], r["t_env"], r["greedy_return"], r["greedy_episodes"]))
+        for r in results.get("runs", []):
+            if r["task"] == task and "evaluation_return" in r:
+                commits = r["kqmix_commit"] if isinstance(r["kqmix_commit"], list) else [r["kqmix_commit"]]
+                groups.setdefault(f"kqmix `{r['preset']}` ({', '.join(c[:7] for c in commits)})", []).append(
+                    (r["seed"], r["t_env"], r["evaluation_return"], r["evaluation_episodes"]))
+        for name, runs in groups.items():
+            runs.sort()
+            stats = sweepdir.describe([g for _, _, g, _ in runs])
+            lo, hi = stats["ci95"]
+            lines.append("| " + " | ".join([
+                f"`{task}`", name, f"{max(t for _, t, _, _ in runs):,}", str(len(runs)),
+                f"{stats['mean']:.4g} [{lo:.4g}, {hi:.4g}]", ", ".join(f"{g:.4g}" for *_, g, _ in runs),
+                str(runs[0][3])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_name(task: str) -> str:
     return "learning_" + re.sub(r"[^A-Za-z0-9_-]", "_", task) + ".png"
 
 
-def replace_block(path: Path, block: str) -> None:
+def replace_block(path: Path, block: str, markers=MARKERS) -> None:
     text = path.read_text()
-    start, end = (text.index(m) for m in MARKERS)
-    write_text_atomic(path, text[: start + len(MARKERS[0])] + "\n" + block + text[end:])
+    start, end = (text.index(m) for m in markers)
+    write_text_atomic(path, text[: start + len(markers[0])] + "\n" + block + text[end:])
 
 
 def report() -> None:
@@ -181,6 +285,7 @@ def report() -> None:
     block = table(rows)
     replace_block(DOCS_RESULTS, block + "\nEvery run:\n\n" + runs_table(rows))
     replace_block(README, table(rows, short=True))
+    replace_block(DOCS_RESULTS, reference_table(read_results()), REFERENCE_MARKERS)
     for task in sorted({r["task"] for r in rows}):
         # Every preset's seeds of the task in one plot: one band per preset.
         runs = [run_files(r["task"], r["preset"], r["seed"]) for r in rows if r["task"] == task]
@@ -192,11 +297,18 @@ def report() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="The learning benchmark: collect sweeps, write the results.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("collect", help="rows and copies from sweep directories").add_argument("sweeps", nargs="+")
+    sub.add_parser("collect", help="rows and copies from sweep and run directories").add_argument("paths", nargs="+")
+    ref = sub.add_parser("reference", help="JaxMARL QMIX runs (benchmarks/jaxmarl_qmix.py files) as references")
+    ref.add_argument("files", nargs="+")
+    ref.add_argument("--task", required=True, help="kqmix's name of the environment (a run's env_key)")
+    ref.add_argument("--config", required=True, help="JaxMARL's algorithm config, e.g. ql_rnn_mpe")
+    ref.add_argument("--commit", required=True, help="the JaxMARL commit the runs used")
     sub.add_parser("report", help="docs/results.md, README table and plots from learning.json")
     args = parser.parse_args()
     if args.command == "collect":
-        collect(args.sweeps)
+        collect(args.paths)
+    elif args.command == "reference":
+        reference(args.files, args.task, args.config, args.commit)
     else:
         report()
 

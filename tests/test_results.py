@@ -10,7 +10,9 @@ import pytest
 from kqmix.evaluation import random_returns
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
-ROWS = json.loads((RESULTS / "learning.json").read_text())["runs"]
+LEARNING = json.loads((RESULTS / "learning.json").read_text())
+ROWS = LEARNING["runs"]
+REFERENCES = LEARNING.get("references", [])
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -36,6 +38,26 @@ def test_row_matches_its_run_files(row):
     # Trained by committed code only, and the commit is the one the run recorded.
     commits = row["kqmix_commit"] if isinstance(row["kqmix_commit"], list) else [row["kqmix_commit"]]
     assert commits == summary["kqmix_revisions"] and all(COMMIT.match(c or "") for c in commits)
+    evaluation = run / "evaluation.json"
+    assert ("evaluation_return" in row) == evaluation.is_file()
+    if evaluation.is_file():  # scored by `kqmix evaluate` after training, on the finished model
+        report = json.loads(evaluation.read_text())
+        assert (row["evaluation_return"], row["evaluation_episodes"]) == (report["return_mean"], report["episodes"])
+        assert report["return_mean"] == pytest.approx(np.mean(report["returns"]), rel=1e-9)
+        assert report["t_env"] == row["t_env"] and report["episodes"] == len(report["returns"])
+
+
+@pytest.mark.parametrize("row", REFERENCES, ids=lambda r: f"{r['implementation']}-{r['config']}-{r['seed']}")
+def test_reference_row_matches_its_file(row):
+    result = json.loads((RESULTS / "references" / row["implementation"] / row["config"] /
+                         f"{row['seed']}.json").read_text())
+    assert (result["seed"], result["t_env"]) == (row["seed"], row["t_env"])
+    assert row["greedy_return"] == result["final_test"]["returned_episode_returns"]
+    assert row["greedy_episodes"] == result["alg"]["TEST_NUM_ENVS"]
+    assert row["env_steps_per_s"] == pytest.approx(result["t_env"] / result["run_s"], rel=1e-12)
+    # The same budget as kqmix's runs of the task it is compared with.
+    kqmix = [r for r in ROWS if r["task"] == row["task"] and "evaluation_return" in r]
+    assert kqmix and all(abs(r["t_env"] - row["t_env"]) <= 1000 for r in kqmix)
 
 
 def test_every_copied_run_has_a_row():
