@@ -107,7 +107,7 @@ def epymarl_info(bench: Path, side: Side) -> dict | None:
     ids = [m.group(1) for _, line in side.lines for m in [re.search(r'Started run with ID "(\d+)"', line)] if m]
     if not ids:
         return None
-    path = bench / "src_epymarl" / "results" / "sacred" / "qmix" / TASK / ids[0] / "info.json"
+    path = bench / "src_epymarl" / "results" / "sacred" / "qmix" / f"lbforaging:{TASK}" / ids[0] / "info.json"
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being written

@@ -12,7 +12,8 @@
   actions over the same test episodes, `kqmix.evaluation.random_returns`),
   wall_s and the kqmix commit(s) that trained the run;
 * copies each run's `metrics.jsonl`, `config.json`, `env.json` and `run.json` to
-  `benchmarks/results/runs/<task>/<preset>/<seed>/` (`run_files`; no checkpoints).
+  `benchmarks/results/runs/<task>/<preset>/<seed>/` (`run_files`, the task as a folder name by
+  `task_dir`; no checkpoints).
 
 A run directory (not a sweep) is collected the same way, under the preset its
 `run.json` names. A run that `kqmix evaluate` scored (its `evaluation.json`)
@@ -83,9 +84,15 @@ def task_of(config) -> str:
     return config.env_key or config.env
 
 
+def task_dir(task: str) -> str:
+    """A task's folder name: its name with every character but letters, digits, `_`, `.`, `-` as `_`
+    (an env key such as `mpe:simple_spread_v3:max_steps=26` is no folder name on every system)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", task)
+
+
 def run_files(task: str, preset: str, seed: int) -> Path:
     """Where the files of one run of the benchmark are kept."""
-    return RUNS / task / preset / str(seed)
+    return RUNS / task_dir(task) / preset / str(seed)
 
 
 def run_row(run_dir: Path, preset: str, random_return: float) -> dict:
@@ -242,27 +249,29 @@ def runs_table(rows) -> str:
 def reference_table(results: dict) -> str:
     """Per task with references: each reference configuration and each kqmix preset with evaluated runs,
     greedy return over seeds (mean [95% CI], each seed) and env steps/s where known."""
-    head = ["task", "implementation", "steps", "seeds", "greedy return, mean [95% CI]", "each seed", "episodes"]
+    head = ["task", "implementation", "steps", "seeds", "greedy return, mean [95% CI]", "each seed", "episodes",
+            "commits"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task in sorted({r["task"] for r in results.get("references", [])}):
-        groups = {}
+        groups = {}  # name -> [(seed, steps, greedy return, episodes, commits)]
         for r in results["references"]:
             if r["task"] == task:
-                groups.setdefault(f"{r['implementation']} `{r['config']}` ({r['commit']})", []).append(
-                    (r["seed"], r["t_env"], r["greedy_return"], r["greedy_episodes"]))
+                groups.setdefault(f"{r['implementation']} `{r['config']}`", []).append(
+                    (r["seed"], r["t_env"], r["greedy_return"], r["greedy_episodes"], [r["commit"]]))
         for r in results.get("runs", []):
             if r["task"] == task and "evaluation_return" in r:
                 commits = r["kqmix_commit"] if isinstance(r["kqmix_commit"], list) else [r["kqmix_commit"]]
-                groups.setdefault(f"kqmix `{r['preset']}` ({', '.join(c[:7] for c in commits)})", []).append(
-                    (r["seed"], r["t_env"], r["evaluation_return"], r["evaluation_episodes"]))
+                groups.setdefault(f"kqmix `{r['preset']}`", []).append(
+                    (r["seed"], r["t_env"], r["evaluation_return"], r["evaluation_episodes"], commits))
         for name, runs in groups.items():
             runs.sort()
-            stats = sweepdir.describe([g for _, _, g, _ in runs])
+            stats = sweepdir.describe([run[2] for run in runs])
             lo, hi = stats["ci95"]
+            commits = sorted({c[:7] for run in runs for c in run[4]})
             lines.append("| " + " | ".join([
-                f"`{task}`", name, f"{max(t for _, t, _, _ in runs):,}", str(len(runs)),
-                f"{stats['mean']:.4g} [{lo:.4g}, {hi:.4g}]", ", ".join(f"{g:.4g}" for *_, g, _ in runs),
-                str(runs[0][3])]) + " |")
+                f"`{task}`", name, f"{max(run[1] for run in runs):,}", str(len(runs)),
+                f"{stats['mean']:.4g} [{lo:.4g}, {hi:.4g}]", ", ".join(f"{run[2]:.4g}" for run in runs),
+                ", ".join(sorted({str(run[3]) for run in runs})), ", ".join(f"`{c}`" for c in commits)]) + " |")
     return "\n".join(lines) + "\n"
 
 

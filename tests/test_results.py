@@ -1,5 +1,6 @@
 """benchmarks/results/learning.json: every row agrees with the run files it was copied with."""
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -9,11 +10,15 @@ import pytest
 
 from kqmix.evaluation import random_returns
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 LEARNING = json.loads((RESULTS / "learning.json").read_text())
 ROWS = LEARNING["runs"]
 REFERENCES = LEARNING.get("references", [])
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_spec = importlib.util.spec_from_file_location("learning_benchmark", ROOT / "benchmarks" / "learning.py")
+learning = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning)  # the benchmark script owns the layout of the results
 
 
 def lines(path):
@@ -22,7 +27,7 @@ def lines(path):
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['task']}-{r['preset']}-{r['seed']}")
 def test_row_matches_its_run_files(row):
-    run = RESULTS / "runs" / row["task"] / row["preset"] / str(row["seed"])
+    run = learning.run_files(row["task"], row["preset"], row["seed"])
     metrics = lines(run / "metrics.jsonl")
     config = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "run.json").read_text())
@@ -49,8 +54,7 @@ def test_row_matches_its_run_files(row):
 
 @pytest.mark.parametrize("row", REFERENCES, ids=lambda r: f"{r['implementation']}-{r['config']}-{r['seed']}")
 def test_reference_row_matches_its_file(row):
-    result = json.loads((RESULTS / "references" / row["implementation"] / row["config"] /
-                         f"{row['seed']}.json").read_text())
+    result = json.loads(learning.reference_files(row["implementation"], row["config"], row["seed"]).read_text())
     assert (result["seed"], result["t_env"]) == (row["seed"], row["t_env"])
     assert row["greedy_return"] == result["final_test"]["returned_episode_returns"]
     assert row["greedy_episodes"] == result["alg"]["TEST_NUM_ENVS"]
@@ -61,8 +65,8 @@ def test_reference_row_matches_its_file(row):
 
 
 def test_every_copied_run_has_a_row():
-    copied = {(p.parent.parent.name, p.parent.name, int(p.name)) for p in (RESULTS / "runs").glob("*/*/*") if p.is_dir()}
-    assert copied == {(r["task"], r["preset"], r["seed"]) for r in ROWS}
+    copied = {p for p in learning.RUNS.glob("*/*/*") if p.is_dir()}
+    assert copied == {learning.run_files(r["task"], r["preset"], r["seed"]) for r in ROWS}
 
 
 def test_random_return_is_the_evaluation_baseline():
@@ -70,5 +74,5 @@ def test_random_return_is_the_evaluation_baseline():
     for other in ROWS:
         if other["task"] == row["task"]:
             assert other["random_return"] == row["random_return"]
-    config = json.loads((RESULTS / "runs" / row["task"] / row["preset"] / str(row["seed"]) / "config.json").read_text())
+    config = json.loads((learning.run_files(row["task"], row["preset"], row["seed"]) / "config.json").read_text())
     assert row["random_return"] == pytest.approx(random_returns(config["env"], config["env_key"]).mean(), rel=1e-12)
