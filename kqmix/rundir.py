@@ -238,6 +238,9 @@ def load_run(run_dir) -> LoadedRun:
     import keras
 
     from . import layers, networks  # noqa: F401  (registers the serialisable classes)
+    from .mixers import mixer_class
 
+    config = read_config(path)
+    mixer_class(config.mixer)  # imports, and so registers, the run's mixer (Weighted QMIX's is in kqmix.wqmix)
     model = keras.saving.load_model(path / MODEL_FILE, safe_mode=True)
-    return LoadedRun(path, read_config(path), read_env(path), read_summary(path), model)
+    return LoadedRun(path, config, read_env(path), read_summary(path), model)

@@ -162,6 +162,23 @@ def test_an_export_of_weighted_qmix_names_its_mixer_and_validates_its_critic(wqm
         assert report.max_ratio[f"{artifact}:{spec.CRITIC}:q_star"] <= 1.0
 
 
+def test_a_fresh_process_loads_and_exports_a_weighted_qmix_run(wqmix_export, tmp_path):
+    """`kqmix export` on a run of its own: nothing has imported `kqmix.wqmix` before the run loads."""
+    import subprocess
+    import sys
+
+    result, _ = wqmix_export
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "kqmix.cli", "export", str(result.run_dir), "--name", "fresh",
+                           "--out", str(tmp_path), "--no-litert"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from kqmix_runtime import spec
+
+    (version,) = (tmp_path / "fresh").iterdir()
+    assert (version / spec.CRITIC_ONNX).is_file()
+
+
 def test_the_runtime_critic_follows_the_keras_critic_over_an_episode(wqmix_export, rng):
     from kqmix_runtime import Critic, DecentralisedAgents
 
