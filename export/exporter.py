@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from kqmix_runtime import spec
@@ -208,7 +209,7 @@ def write_onnx(fn, path, opset: int, signature: str, sizes: dict) -> None:
 def _write_version(loaded, tmp: Path, name: str, opset: int, litert: bool = True,
                    quantize: str | None = None, calibration=None) -> None:
     from . import litert as litert_files
-    from .graphs import build_functions
+    from .graphs import build_functions, int8_act_function
 
     agent, mixer = loaded.agent, loaded.mixer
     sizes = sizes_of(agent, mixer, loaded.env)
@@ -219,9 +220,15 @@ def _write_version(loaded, tmp: Path, name: str, opset: int, litert: bool = True
     litert_meta = None
     if litert:
         # Converted from the SavedModel just written, so the .tflite signatures
-        # are the SavedModel's, names and all.
-        litert_meta = litert_files.write_files(tmp, quantize, loaded.env, sizes, calibration,
-                                               seed=int(loaded.config.seed))
+        # are the SavedModel's, names and all; the int8 agent from a SavedModel
+        # of the same `act` in the form quantisation needs (`int8_act_function`).
+        with tempfile.TemporaryDirectory(prefix="kqmix-int8-") as int8_dir:
+            int8_act = int8_act_function(agent, sizes) if quantize else None
+            if int8_act is not None:
+                write_saved_model({spec.ACT: int8_act}, agent, mixer, int8_dir)
+            litert_meta = litert_files.write_files(tmp, quantize, loaded.env, sizes, calibration,
+                                                   seed=int(loaded.config.seed),
+                                                   int8_source=int8_dir if int8_act is not None else None)
     shutil.copyfile(Path(loaded.run_dir) / rundir.CONFIG_FILE, tmp / spec.CONFIG_FILE)
     metadata = build_metadata(loaded, name, sizes, opset)
     if litert_meta is not None:

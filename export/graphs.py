@@ -93,18 +93,7 @@ def fused_agent_step(agent, obs, agent_id, last_action, hidden):
     `(B, H)` -> q `(B, A)`, next_hidden `(B, H)`.
     """
     h_dim = agent.hidden_dim
-    kernel1, bias1, k, rk, bias, kernel2, bias2 = (tf.convert_to_tensor(w) for w in agent.sequence_weights())
-    # kernel1 (O + extra, H); k, rk (H, 3H), gates z, r, h; bias (2, 3H): input bias, recurrent bias
-    rows = {block.name: kernel1[block.start : block.stop] for block in agent.input_layout()}
-    x = tf.matmul(obs, rows["obs"]) + bias1  # (B, H)
-    if "last_action_one_hot" in rows:
-        # Row 0 is the zero row of `spec.NO_LAST_ACTION` (-1), hence the shift.
-        table = tf.concat([tf.zeros((1, h_dim)), rows["last_action_one_hot"]], 0)  # (A + 1, H)
-        x = x + tf.gather(table, last_action - spec.NO_LAST_ACTION)
-    if "agent_id_one_hot" in rows:
-        x = x + tf.gather(rows["agent_id_one_hot"], agent_id)
-    x = tf.nn.relu(x)
-
+    x, (k, rk, bias, kernel2, bias2) = _agent_features(agent, obs, agent_id, last_action)
     zeros = tf.zeros((h_dim, h_dim))
     # [x, h] @ W -> [z|r pre-activations (2H), x part of h~ (H), h part of h~ (H)]
     w = tf.concat(
@@ -124,6 +113,44 @@ def fused_agent_step(agent, obs, agent_id, last_action, hidden):
     return q, next_hidden
 
 
+def _agent_features(agent, obs, agent_id, last_action):
+    """The first Dense layer and its ReLU as row lookups: x `(B, H)`, and the GRU's and the output
+    layer's weights (k, rk `(H, 3H)`, gates z, r, h; bias `(2, 3H)`: input, recurrent; kernel2, bias2)."""
+    h_dim = agent.hidden_dim
+    kernel1, bias1, k, rk, bias, kernel2, bias2 = (tf.convert_to_tensor(w) for w in agent.sequence_weights())
+    rows = {block.name: kernel1[block.start : block.stop] for block in agent.input_layout()}
+    x = tf.matmul(obs, rows["obs"]) + bias1  # (B, H)
+    if "last_action_one_hot" in rows:
+        # Row 0 is the zero row of `spec.NO_LAST_ACTION` (-1), hence the shift.
+        table = tf.concat([tf.zeros((1, h_dim)), rows["last_action_one_hot"]], 0)  # (A + 1, H)
+        x = x + tf.gather(table, last_action - spec.NO_LAST_ACTION)
+    if "agent_id_one_hot" in rows:
+        x = x + tf.gather(rows["agent_id_one_hot"], agent_id)
+    return tf.nn.relu(x), (k, rk, bias, kernel2, bias2)
+
+
+def quantizable_agent_step(agent, obs, agent_id, last_action, hidden):
+    """`fused_agent_step` with the GRU's input and recurrent products kept apart, for int8.
+
+    The same function (the validator holds the int8 file to it), but `x @ k`
+    and `h @ rk` stay two matmuls, as in the GRU itself, so quantisation
+    gives the ReLU features and the recurrent state (|h| <= 1) a scale each;
+    one matmul over `[x, h]` would quantise h on the features' coarser
+    scale. It also drops `fused_agent_step`'s zero blocks from the weights,
+    which int8 would store.
+    """
+    h_dim = agent.hidden_dim
+    x, (k, rk, bias, kernel2, bias2) = _agent_features(agent, obs, agent_id, last_action)
+    x_gates = tf.matmul(x, k) + bias[0]  # (B, 3H): z, r, h~ parts from the input
+    h_gates = tf.matmul(hidden, rk) + bias[1]  # (B, 3H): the same from the state
+    x_zr, x_h = tf.split(x_gates, [2 * h_dim, h_dim], axis=1)
+    h_zr, h_h = tf.split(h_gates, [2 * h_dim, h_dim], axis=1)
+    z, r = tf.split(tf.sigmoid(x_zr + h_zr), 2, axis=1)
+    candidate = tf.tanh(x_h + r * h_h)
+    next_hidden = candidate + z * (hidden - candidate)  # = z * h + (1 - z) * h~
+    return tf.matmul(next_hidden, kernel2) + bias2, next_hidden
+
+
 def one_step(agent):
     """The one-step function an exported graph runs `agent` with: `fused_agent_step` where it
     reproduces the agent, else the agent's own `step`."""
@@ -141,6 +168,31 @@ def _typed_function(fn, specs: list, outputs: dict):
     return tf.function(exported, input_signature=specs, autograph=False)
 
 
+def act_function(step, sizes: dict):
+    """The `act` signature's `tf.function` around a one-step function `step(obs, agent_id, last_action,
+    hidden) -> (q, next_hidden)`: the Qs, the masked greedy action and the next hidden state."""
+
+    @tf.function(input_signature=input_signatures(sizes)[spec.ACT], autograph=False)
+    def act(obs, agent_id, last_action, avail_actions, hidden):
+        q, next_hidden = step(obs, agent_id, last_action, hidden)
+        q = tf.cast(q, tf.float32)  # (B, A)
+        return {
+            "q_values": q,
+            "action": masked_greedy(q, avail_actions),
+            "next_hidden": tf.cast(next_hidden, tf.float32),  # (B, H)
+        }
+
+    return act
+
+
+def int8_act_function(agent, sizes: dict):
+    """`act` as int8 quantisation should see it: `quantizable_agent_step` where the agent allows
+    it, else None (the exported `act`, the agent's own step, serves)."""
+    if not fast_step_supported(agent):
+        return None
+    return act_function(lambda *args: quantizable_agent_step(agent, *args), sizes)
+
+
 def build_functions(agent, mixer, sizes: dict) -> dict:
     """Signature name -> `tf.function` with a fixed input signature.
 
@@ -150,17 +202,7 @@ def build_functions(agent, mixer, sizes: dict) -> dict:
     """
     signatures = input_signatures(sizes)
     weights = mixer_weights_fn(mixer)
-    step = one_step(agent)
-
-    @tf.function(input_signature=signatures[spec.ACT], autograph=False)
-    def act(obs, agent_id, last_action, avail_actions, hidden):
-        q, next_hidden = step(obs, agent_id, last_action, hidden)
-        q = tf.cast(q, tf.float32)  # (B, A)
-        return {
-            "q_values": q,
-            "action": masked_greedy(q, avail_actions),
-            "next_hidden": tf.cast(next_hidden, tf.float32),  # (B, H)
-        }
+    act = act_function(one_step(agent), sizes)
 
     @tf.function(input_signature=signatures[spec.MIX], autograph=False)
     def mix(agent_qs, state):

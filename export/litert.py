@@ -305,7 +305,7 @@ def int8_agreement(run_int8, episodes: list[list[dict]]) -> Int8Report:
 
 
 def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
-                calibration: list[dict] | None = None, seed: int = 0) -> dict:
+                calibration: list[dict] | None = None, seed: int = 0, int8_source=None) -> dict:
     """Writes the LiteRT files next to a version's SavedModel; returns metadata["litert"].
 
     `quantize="int8"` (or `"int8-weights"`, see `QUANTIZE_MODES`) also
@@ -313,6 +313,9 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
     `calibration` (feeds of `act` inputs) if given, else on greedy episodes
     of the version's float agent in the run's environment (`env["env"]`,
     `env["env_key"]`); the error report uses the held-out episodes.
+    Both modes quantise the `act` signature of `int8_source`, a SavedModel
+    of the same function written for quantisation
+    (`export.graphs.int8_act_function`), when given, else the version's own.
     """
     import tensorflow as tf
 
@@ -352,7 +355,8 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
         calibration = calibration[0::2]
         recorded_env = False
         source = "caller-supplied feeds (even ones calibrate, odd ones measure)"
-    content = quantize_int8(version_dir, calibration) if quantize == "int8" else quantize_weights(version_dir)
+    source = int8_source or version_dir
+    content = quantize_int8(source, calibration) if quantize == "int8" else quantize_weights(source)
     int8_ops = operators_of(content)
     check_builtin(spec.AGENT_INT8_TFLITE, int8_ops)
     (version_dir / spec.AGENT_INT8_TFLITE).write_bytes(content)

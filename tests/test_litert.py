@@ -156,15 +156,54 @@ def test_int8_agent_report_and_validation(version_dir, run_dir):  # noqa: F811
         validate_export(version_dir, run_dir=run_dir, batch_sizes=(1,), steps=2, int8_min_agreement=1.01)
 
 
-def test_int8_weights_mode(run_dir, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("last_action_input", [False, True])
+def test_both_one_step_graphs_are_the_agents_step(last_action_input):
+    """`fused_agent_step` (float files) and `quantizable_agent_step` (full int8) compute `agent.step`."""
+    from kqmix.layers import RNNAgent
+    from kqmix.export.graphs import fused_agent_step, quantizable_agent_step
+
+    n, o, a, h = 3, 7, 5, 16
+    agent = RNNAgent(n_agents=n, n_actions=a, hidden_dim=h, use_agent_id=True, use_last_action=last_action_input)
+    agent.build([(None, None, n, o), (None, None, n)])  # obs, last action
+    rng = np.random.default_rng(0)
+    for w in agent.weights:  # not the initial biases of zero: every weight matters
+        w.assign(rng.normal(0, 0.5, w.shape).astype(np.float32))
+    obs = tf.constant(rng.normal(size=(6, o)), tf.float32)
+    ids = tf.constant(np.arange(6) % n, tf.int32)
+    last = tf.constant(rng.integers(spec.NO_LAST_ACTION, a, 6), tf.int32)
+    hidden = tf.constant(np.tanh(rng.normal(size=(6, h))), tf.float32)
+    q_ref, h_ref = agent.step(obs, ids, last, hidden)
+    for step in (fused_agent_step, quantizable_agent_step):
+        q, next_hidden = step(agent, obs, ids, last, hidden)
+        np.testing.assert_allclose(q, q_ref, rtol=1e-5, atol=1e-5)  # float32 sums in another order
+        np.testing.assert_allclose(next_hidden, h_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_int8_agent_keeps_input_and_state_products_apart(version_dir):
+    """Full int8 quantises `quantizable_agent_step`: no `[x, h]` concatenation, so x and h get a scale each."""
+    ops = litert_export.operators_of((version_dir / spec.AGENT_INT8_TFLITE).read_bytes())
+    assert "CONCATENATION" not in ops
+    assert "CONCATENATION" in litert_export.operators_of((version_dir / spec.AGENT_TFLITE).read_bytes())
+
+
+def test_int8_weights_mode(tmp_path):
     """`quantize="int8-weights"`: int8 weights, float activations, the same file name, signature and report."""
-    version = exporter.export_run(run_dir, name="w8", out=tmp_path, quantize="int8-weights")
+    from kqmix.config import make_config
+    from kqmix.training import train
+
+    # GRU 32: its kernels (32 x 96) pass the converter's 1024-element floor for int8 weights.
+    config = make_config("two_step", ["t_max=2000", "rnn_hidden_dim=32", "obs_last_action=True",
+                                      f"runs_dir={tmp_path / 'runs'}"])
+    version = exporter.export_run(train(config, preset="two_step", quiet=True).run_dir, name="w8", out=tmp_path,
+                                  quantize="int8-weights")
     int8 = json.loads((version / "metadata.json").read_text())["litert"]["int8"]
     assert int8["mode"] == "int8-weights" and int8["report"]["action_agreement"] >= litert_export.INT8_MIN_AGREEMENT
     interpreter = Interpreter(model_path=str(version / spec.AGENT_INT8_TFLITE))
     fc = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    weights = [interpreter._get_tensor_details(op["inputs"][1], 0) for op in fc]
     # The converter leaves weight tensors under 1024 elements in float32 (here fc1 and fc2).
-    assert any(interpreter._get_tensor_details(op["inputs"][1], 0)["dtype"] == np.int8 for op in fc)
+    assert {w["dtype"] for w in weights if np.prod(w["shape"]) >= 1024} == {np.int8}
+    assert {w["dtype"] for w in weights if np.prod(w["shape"]) < 1024} <= {np.float32}
     assert all(interpreter._get_tensor_details(op["outputs"][0], 0)["dtype"] == np.float32 for op in fc)
     assert int8["report"]["int8_return_mean"] == 8.0
     DecentralisedAgents(version, backend="litert-int8").reset()
