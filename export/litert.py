@@ -355,8 +355,9 @@ def write_files(version_dir: Path, quantize: str | None, env: dict, sizes: dict,
         calibration = calibration[0::2]
         recorded_env = False
         source = "caller-supplied feeds (even ones calibrate, odd ones measure)"
-    source = int8_source or version_dir
-    content = quantize_int8(source, calibration) if quantize == "int8" else quantize_weights(source)
+    quantized_from = int8_source or version_dir
+    content = (quantize_int8(quantized_from, calibration) if quantize == "int8"
+               else quantize_weights(quantized_from))
     int8_ops = operators_of(content)
     check_builtin(spec.AGENT_INT8_TFLITE, int8_ops)
     (version_dir / spec.AGENT_INT8_TFLITE).write_bytes(content)

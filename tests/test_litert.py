@@ -139,6 +139,8 @@ def test_int8_agent_report_and_validation(version_dir, run_dir):  # noqa: F811
 
     meta = json.loads((version_dir / "metadata.json").read_text())
     report = meta["litert"]["int8"]["report"]
+    source = meta["litert"]["int8"]["calibration"]["source"]
+    assert re.fullmatch(r"\d+ greedy episodes of the float32 agent in two_step .*", source), source
     assert report["agent_steps"] > 0 and report["unavailable_actions"] == 0
     assert report["action_agreement"] >= litert_export.INT8_MIN_AGREEMENT, report
     assert report["int8_bytes"] == (version_dir / spec.AGENT_INT8_TFLITE).stat().st_size
