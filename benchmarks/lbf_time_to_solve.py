@@ -134,6 +134,7 @@ def epymarl_solved(bench: Path, side: Side) -> float | None:
 def one_seed(out: Path, bench: Path, seed: int, overrides: list[str], max_minutes: float,
              stop_at_ratio: float | None) -> dict:
     run_dir = out / f"kqmix_{seed}"
+    revision = source_revision()
     start = time.monotonic()
     sides = {"kqmix": kqmix_side(run_dir, seed, out / f"kqmix_{seed}.log"),
              "epymarl": epymarl_side(bench, seed, overrides, out / f"epymarl_{seed}.log")}
@@ -158,9 +159,13 @@ def one_seed(out: Path, bench: Path, seed: int, overrides: list[str], max_minute
     finally:
         for side in sides.values():
             side.stop()
-    result = {"seed": seed, "stopped_at_s": deadline}
+    result = {"seed": seed, "kqmix_revision": revision, "stopped_at_s": deadline}
     for name in sides:
         result[f"{name}_s"] = solved.get(name)
+    info = epymarl_info(bench, sides["epymarl"]) or {}
+    tests = [v["value"] if isinstance(v, dict) else v for v in info.get("test_return_mean", [])]
+    if tests:  # how far EPyMARL had come: its greedy tests, by env step
+        result["epymarl_tests"] = {"t_env": info["test_return_mean_T"], "test_return_mean": tests}
     if result["kqmix_s"] and result["epymarl_s"]:
         result["ratio"] = result["kqmix_s"] / result["epymarl_s"]
     elif result["kqmix_s"]:
@@ -193,7 +198,7 @@ def main() -> None:
               flush=True)
         (out / "time_to_solve.json").write_text(json.dumps(
             {"task": TASK, "threshold": SOLVED, "test_interval": TEST_INTERVAL, "test_episodes": TEST_EPISODES,
-             "epymarl_overrides": args.epymarl_set, "kqmix_revision": source_revision(), "runs": results}, indent=1))
+             "epymarl_overrides": args.epymarl_set, "runs": results}, indent=1))
 
 
 if __name__ == "__main__":
