@@ -76,3 +76,25 @@ def test_random_return_is_the_evaluation_baseline():
             assert other["random_return"] == row["random_return"]
     config = json.loads((learning.run_files(row["task"], row["preset"], row["seed"]) / "config.json").read_text())
     assert row["random_return"] == pytest.approx(random_returns(config["env"], config["env_key"]).mean(), rel=1e-12)
+
+
+TIME_TO_SOLVE = RESULTS / "time_to_solve" / "lbf"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lbf_time_to_solve_agrees_with_both_sides_files(seed):
+    """benchmarks/lbf_time_to_solve.py's figures against the kqmix metrics and EPyMARL's own test log."""
+    summary = json.loads((TIME_TO_SOLVE / "time_to_solve.json").read_text())
+    (run,) = [r for r in summary["runs"] if r["seed"] == seed]
+    kqmix = [m for m in lines(TIME_TO_SOLVE / f"kqmix_{seed}_metrics.jsonl") if m["test_return_mean"] is not None]
+    # kqmix was stopped at its first greedy test at the threshold: the last one logged, the only one.
+    assert kqmix[-1]["test_return_mean"] >= summary["threshold"] > max(m["test_return_mean"] for m in kqmix[:-1])
+    assert kqmix[-1]["time"] <= run["kqmix_s"]  # the wall-clock also counts start-up
+    info = json.loads((TIME_TO_SOLVE / f"epymarl_{seed}_info.json").read_text())
+    config = json.loads((TIME_TO_SOLVE / f"epymarl_{seed}_config.json").read_text())
+    assert (config["seed"], config["env_args"]["key"]) == (seed, f"lbforaging:{summary['task']}")
+    assert config["use_rnn"] and config["evaluation_epsilon"] == 0.0  # GRU agent, greedy tests
+    assert (config["test_interval"], config["test_nepisode"]) == (summary["test_interval"], summary["test_episodes"])
+    # EPyMARL never reached the threshold before it was stopped, at three times kqmix's time.
+    assert run["epymarl_s"] is None and max(v["value"] for v in info["test_return_mean"]) < summary["threshold"]
+    assert run["stopped_at_s"] == pytest.approx(3 * run["kqmix_s"], rel=1e-12)
