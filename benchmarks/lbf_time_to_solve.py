@@ -159,7 +159,8 @@ def one_seed(out: Path, bench: Path, seed: int, overrides: list[str], max_minute
     finally:
         for side in sides.values():
             side.stop()
-    result = {"seed": seed, "kqmix_revision": revision, "stopped_at_s": deadline}
+    # When a side did not solve: the moment the race was stopped (the lower bound of its time).
+    result = {"seed": seed, "kqmix_revision": revision, "stopped_at_s": deadline if len(solved) < 2 else None}
     for name in sides:
         result[f"{name}_s"] = solved.get(name)
     info = epymarl_info(bench, sides["epymarl"]) or {}
