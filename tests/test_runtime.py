@@ -74,18 +74,17 @@ def _run(args, **kwargs):
     return result
 
 
-def _build_wheel(tmp: Path, name: str, parts: list[str]) -> Path:
-    """The wheel of the distribution whose pyproject.toml is `parts[0]`, built from a copy of `parts`
-    (setuptools writes build/ and *.egg-info/ next to the sources)."""
+def _build_wheel(tmp: Path, name: str, project: Path, parts: list[str]) -> Path:
+    """The wheel of the distribution in `project`, built from a copy of its `parts` (setuptools
+    writes build/ and *.egg-info/ next to the sources)."""
     src = tmp / f"src_{name}"
     src.mkdir()
     for part in parts:
-        copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
-        copy(ROOT / part, src / Path(part).name,
-             **({"ignore": shutil.ignore_patterns("build", "*.egg-info", "__pycache__")}
-                if (ROOT / part).is_dir() else {}))
-    if (src / "runtime").is_dir():  # the runtime builds from its own folder
-        src = src / "runtime"
+        if (project / part).is_dir():
+            shutil.copytree(project / part, src / part,
+                            ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        else:
+            shutil.copy(project / part, src / part)
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist"), str(src)])
     (wheel,) = (tmp / "dist").glob(f"{name}-*.whl")
     return wheel
@@ -93,11 +92,12 @@ def _build_wheel(tmp: Path, name: str, parts: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def runtime_wheel(tmp_path_factory):
-    return _build_wheel(tmp_path_factory.mktemp("runtime_wheel"), "kqmix_runtime", ["runtime"])
+    return _build_wheel(tmp_path_factory.mktemp("runtime_wheel"), "kqmix_runtime", ROOT / "runtime",
+                        ["pyproject.toml", "README.md", "kqmix_runtime"])
 
 
 def test_kqmix_depends_on_the_runtime_at_its_version_and_ships_none_of_its_files(runtime_wheel, tmp_path):
-    kqmix_wheel = _build_wheel(tmp_path, "kqmix", ["pyproject.toml", "README.md", "kqmix", "export"])
+    kqmix_wheel = _build_wheel(tmp_path, "kqmix", ROOT, ["pyproject.toml", "README.md", "kqmix", "export"])
     files = {w: {n for n in zipfile.ZipFile(w).namelist() if ".dist-info/" not in n}
              for w in (kqmix_wheel, runtime_wheel)}
     assert files[runtime_wheel] and files[kqmix_wheel]
@@ -113,10 +113,9 @@ def test_kqmix_depends_on_the_runtime_at_its_version_and_ships_none_of_its_files
 def runtime_venv(tmp_path_factory, runtime_wheel):
     """A virtual environment with only the kqmix-runtime wheel (and its numpy, onnxruntime)."""
     tmp = tmp_path_factory.mktemp("runtime")
-    wheel = runtime_wheel
     _run([sys.executable, "-m", "venv", str(tmp / "venv")])
     python = tmp / "venv" / "bin" / "python"
-    _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)])
+    _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(runtime_wheel)])
     return python
 
 
