@@ -20,6 +20,7 @@ never sees a half-written version (TF Serving only picks up numeric names).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -222,13 +223,13 @@ def _write_version(loaded, tmp: Path, name: str, opset: int, litert: bool = True
         # Converted from the SavedModel just written, so the .tflite signatures
         # are the SavedModel's, names and all; the int8 agent from a SavedModel
         # of the same `act` in the form quantisation needs (`int8_act_function`).
-        with tempfile.TemporaryDirectory(prefix="kqmix-int8-") as int8_dir:
-            int8_act = int8_act_function(agent, sizes) if quantize else None
+        int8_act = int8_act_function(agent, sizes) if quantize else None
+        staging = tempfile.TemporaryDirectory(prefix="kqmix-int8-") if int8_act else contextlib.nullcontext()
+        with staging as int8_dir:  # None when the version's own `act` is quantised
             if int8_act is not None:
                 write_saved_model({spec.ACT: int8_act}, agent, mixer, int8_dir)
             litert_meta = litert_files.write_files(tmp, quantize, loaded.env, sizes, calibration,
-                                                   seed=int(loaded.config.seed),
-                                                   int8_source=int8_dir if int8_act is not None else None)
+                                                   seed=int(loaded.config.seed), int8_source=int8_dir)
     shutil.copyfile(Path(loaded.run_dir) / rundir.CONFIG_FILE, tmp / spec.CONFIG_FILE)
     metadata = build_metadata(loaded, name, sizes, opset)
     if litert_meta is not None:
