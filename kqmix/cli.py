@@ -2,7 +2,7 @@
 
     kqmix train [--preset NAME] [--set key=value ...] [--deterministic] [--quiet]
     kqmix train --resume RUN_DIR [--set t_max=...]
-    kqmix evaluate RUN_DIR|EXPORT_DIR [--episodes 100] [--report PATH]
+    kqmix evaluate RUN_DIR|EXPORT_DIR [--episodes 100] [--report PATH] [--env-key KEY]
     kqmix plot RUN_DIR|SWEEP_DIR [...] [--out curves.png]
     kqmix sweep --preset NAME [--preset ...] [--grid key=v1,v2 ...] [--seeds 0,1,2] [--out DIR]
                 [--set key=value ...] [--threshold X] [--address HOST:PORT] [--max-failures N]
@@ -97,7 +97,7 @@ def _cmd_evaluate(args) -> int:
     _quiet_tensorflow()
     try:
         report = evaluate_path(args.path, episodes=args.episodes, seed=args.seed,
-                               report_path=args.report, render=args.render)
+                               report_path=args.report, render=args.render, env_key=args.env_key)
     except (EvaluationError, RunError, ValidationError, RuntimeInputError) as exc:
         print(f"kqmix evaluate: {exc}", file=sys.stderr)
         return 2
@@ -239,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="JSON report path (default: evaluation.json in a run directory; for an export, "
                                "evaluation-export-<name>-<version>.json in the run it was exported from)")
     evaluate.add_argument("--render", action="store_true", help="render episodes where the environment can")
+    evaluate.add_argument("--env-key", default=None, metavar="KEY",
+                          help="play a variant of the run's environment with the same agents, observations and "
+                               "actions, e.g. another time limit (rware-tiny-2ag-v2:max_steps=500); the report "
+                               "then goes to evaluation-env-<KEY>.json")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     plot = sub.add_parser("plot", help="learning curves of one or more runs (or sweeps) as a PNG")

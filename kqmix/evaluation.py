@@ -9,7 +9,8 @@
   uniformly random available actions: the baseline results are compared with;
 * `evaluate_path(path)` - `kqmix evaluate` of a run directory or an exported
   version, through the same `reset()` / `act()` interface the export runtime
-  offers, with a JSON report.
+  offers, with a JSON report; on the run's own environment or on a variant of
+  it with the same agents, observations and actions (e.g. another time limit).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def _run_policy(path: Path):
     return _GreedyTeam(NumpyAgentPolicy(learner.agent)), config, {"t_env": state["loop"]["t_env"], "weights": ckpt_path.name}
 
 
-def _export_report_path(version_dir: Path, meta: dict) -> Path:
+def _export_report_path(version_dir: Path, meta: dict, env_key: str | None) -> Path:
     """Where the report on an exported version goes by default: into the run it was exported from
     (a published version directory is never written to, nor is the current directory)."""
     run_dir = (meta.get("source") or {}).get("run_dir")
@@ -130,11 +131,40 @@ def _export_report_path(version_dir: Path, meta: dict) -> Path:
             f"{version_dir} was exported from a run directory that is not here ({run_dir or 'not recorded'}); "
             "say where the report goes with --report PATH."
         )
-    return Path(run_dir) / rundir.export_evaluation_file(meta.get("name", version_dir.parent.name), version_dir.name)
+    export = (meta.get("name", version_dir.parent.name), version_dir.name)
+    return Path(run_dir) / rundir.evaluation_file(export=export, env_key=env_key)
 
 
-def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None, render: bool = False) -> dict:
-    """Runs `episodes` greedy episodes and writes a JSON report; returns the report."""
+#: The sizes a variant of the environment must share with the one the policy was trained on.
+_POLICY_SIZES = ("n_agents", "obs_dim", "n_actions")
+
+
+def _variant_env(env_name: str, trained_key: str, env_key: str):
+    """The environment `env_key` names, checked to fit a policy trained on `trained_key`."""
+    from .envs import make_env
+
+    try:
+        env = make_env(env_name, env_key)
+    except ValueError as exc:
+        raise EvaluationError(f"--env-key {env_key!r}: {exc}") from exc
+    trained = make_env(env_name, trained_key).info
+    for size in _POLICY_SIZES:
+        if getattr(env.info, size) != getattr(trained, size):
+            raise EvaluationError(
+                f"--env-key {env_key!r} gives {env_name} with {size}={getattr(env.info, size)}, but the policy "
+                f"was trained on {trained_key or 'the default'!r} with {size}={getattr(trained, size)}. Expected a "
+                f"variant with the same {', '.join(_POLICY_SIZES)} (for example another time limit)."
+            )
+    return env
+
+
+def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None, render: bool = False,
+                  env_key: str | None = None) -> dict:
+    """Runs `episodes` greedy episodes and writes a JSON report; returns the report.
+
+    `env_key` plays them on that variant of the run's environment instead of its own (same agents,
+    observations and actions, e.g. a longer time limit); the report then goes to its own file.
+    """
     from kqmix_runtime import spec
 
     from .envs import make_env
@@ -147,22 +177,27 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         from kqmix_runtime import DecentralisedAgents, load_metadata
 
         meta = load_metadata(path)
-        env_name, env_key = meta["environment"]["env"], meta["environment"]["env_key"]
-
-        if report_path is None:
-            report_path = _export_report_path(path, meta)
+        env_name, trained_key = meta["environment"]["env"], meta["environment"]["env_key"]
         agents = DecentralisedAgents(path)
         extra = {"t_env": meta.get("training", {}).get("t_env"), "weights": "agent.onnx"}
     elif (path / rundir.CONFIG_FILE).is_file():
         source = "run"
         agents, config, extra = _run_policy(path)
-        env_name, env_key = config.env, config.env_key
+        env_name, trained_key = config.env, config.env_key
     else:
         raise EvaluationError(
             f"{path} is neither a run directory ({rundir.CONFIG_FILE}) nor an export version "
             f"({spec.METADATA_FILE})."
         )
-    env = make_env(env_name, env_key)
+    variant = env_key if env_key not in (None, trained_key) else None
+    if report_path is None:
+        report_path = (_export_report_path(path, meta, variant) if source == "export"
+                       else path / rundir.evaluation_file(env_key=variant))
+    if variant is None:
+        env_key, env = trained_key, make_env(env_name, trained_key)
+    else:
+        env = _variant_env(env_name, trained_key, variant)
+        extra["trained_env_key"] = trained_key
     renderer = getattr(env.unwrapped, "render", None) if render else None
     if render and not callable(renderer):
         raise EvaluationError(f"Environment {env_name!r} cannot render.")
@@ -186,8 +221,6 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
         returns.append(total)
         wins.append(float(bool((info or {}).get(WON_KEY, False))))
     returns = np.asarray(returns)
-    if report_path is None:
-        report_path = path / rundir.EVALUATION_FILE
     report = {
         "path": str(path), "source": source, "env": env_name, "env_key": env_key,
         "episodes": episodes, "seed": seed, "policy": "greedy",

@@ -9,8 +9,10 @@
 * `model.keras` - the Functional agents + mixer model, written when training ends;
 * `run.json` - env steps, episodes, train steps, last and best greedy test return, and the
   source revision of each sitting that trained it (`kqmix.provenance`);
-* `evaluation.json` - the report of `kqmix evaluate RUN_DIR`, if it was run, and
-  `evaluation-export-<name>-<version>.json` that of an exported version of the run.
+* `evaluation.json` - the report of `kqmix evaluate RUN_DIR`, if it was run,
+  `evaluation-export-<name>-<version>.json` that of an exported version of the run, and
+  either with `-env-<key>` before `.json` when it was played on another variant of the
+  run's environment (`kqmix evaluate --env-key`).
 
 Training, evaluation, plotting, the CLI and the exporter all read and write
 runs through this module; none of them imports the training loop to do so.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +38,22 @@ TENSORBOARD_DIR = "tb"
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_FILE = "model.keras"
 SUMMARY_FILE = "run.json"
-EVALUATION_FILE = "evaluation.json"
 
 
-def export_evaluation_file(model_name: str, version: str) -> str:
-    """The report `kqmix evaluate` writes into a run for one of its exported versions."""
-    return f"evaluation-export-{model_name}-{version}.json"
+def evaluation_file(export: tuple[str, str] | None = None, env_key: str | None = None) -> str:
+    """The report `kqmix evaluate` writes into a run: of its final model, or of one of its exported
+    versions (`export=(model name, version)`); `env_key` names the environment variant the episodes
+    were played on when it is not the run's own (characters other than letters, digits and `._=@-`
+    become `_`)."""
+    name = "evaluation"
+    if export is not None:
+        name += "-export-{}-{}".format(*export)
+    if env_key:
+        name += "-env-" + re.sub(r"[^A-Za-z0-9._=@-]+", "_", env_key)
+    return name + ".json"
+
+
+EVALUATION_FILE = evaluation_file()
 
 #: Files a finished run has; `load_run` needs all of them.
 FINISHED_FILES = (CONFIG_FILE, ENV_FILE, SUMMARY_FILE, MODEL_FILE)

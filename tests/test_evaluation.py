@@ -54,3 +54,30 @@ def test_random_returns_match_the_two_step_games_expectation():
     assert abs(returns.mean() - 4.75) < 5 * 3.19 / np.sqrt(4000)  # five standard errors
     assert np.array_equal(returns, random_returns("two_step", None, n_episodes=4000, seed=5))
     assert not np.array_equal(returns, random_returns("two_step", None, n_episodes=4000, seed=6))
+
+
+def test_evaluate_on_a_variant_of_the_runs_environment(tmp_path, kqmix):
+    run = tmp_path / "run"
+    out = kqmix("train", "--preset", "matrix_non_monotonic", "--set", "env_key=non_monotonic@4",
+                "--set", "t_max=200", "--set", "rnn_hidden_dim=8", "--quiet", "--run-dir", run)
+    assert out.returncode == 0, out.stderr
+    # Same agents, observations and actions, another payoff table: four one-shot climbing games.
+    out = kqmix("evaluate", run, "--episodes", "3", "--env-key", "climbing@4")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((run / "evaluation-env-climbing@4.json").read_text())
+    assert (report["env_key"], report["trained_env_key"]) == ("climbing@4", "non_monotonic@4")
+    climbing = {11.0, -30.0, 0.0, 7.0, 6.0, 5.0}
+    sums = {a + b + c + d for a in climbing for b in climbing for c in climbing for d in climbing}
+    assert set(report["returns"]) <= sums and not (run / "evaluation.json").exists()
+    # The run's own key is no variant: the report is the run's evaluation.json.
+    out = kqmix("evaluate", run, "--episodes", "2", "--env-key", "non_monotonic@4")
+    assert out.returncode == 0, out.stderr
+    assert "trained_env_key" not in json.loads((run / "evaluation.json").read_text())
+    # A matrix game's observation is the one-hot of the step: 8 steps do not fit a 4-step policy.
+    out = kqmix("evaluate", run, "--episodes", "2", "--env-key", "non_monotonic@8")
+    assert out.returncode == 2
+    assert "obs_dim=8, but the policy was trained on 'non_monotonic@4' with obs_dim=4" in out.stderr
+    out = kqmix("evaluate", run, "--env-key", "chess")
+    assert out.returncode == 2 and "--env-key 'chess': Unknown matrix game 'chess'" in out.stderr
+    assert sorted(p.name for p in run.glob("evaluation*.json")) == ["evaluation-env-climbing@4.json",
+                                                                     "evaluation.json"]
