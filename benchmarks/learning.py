@@ -18,7 +18,10 @@
 A run directory (not a sweep) is collected the same way, under the preset its
 `run.json` names. A run that `kqmix evaluate` scored (its `evaluation.json`)
 adds `evaluation_return`, the mean over those greedy episodes, and the file is
-copied too.
+copied too. So does each report of `kqmix evaluate RUN --env-key KEY` (the
+final model on another variant of its environment, such as a longer episode):
+one entry of `variant_evaluations` with the variant's key, the mean greedy
+return, the episodes and random actions on that variant.
 
 `reference` adds the runs of another implementation from the JSON files its
 runner wrote (`benchmarks/jaxmarl_qmix.py` for JaxMARL's QMIX) to the
@@ -30,7 +33,8 @@ greedy return and env steps/s, with the file copied to
 its `learning-table` markers), the README's short table (between the same
 markers), the side-by-side table of `docs/results.md` (between its
 `reference-table` markers: each task with references, kqmix's evaluated runs
-against them) and one plot per task under `docs/images/`.
+against them), the table of evaluations on variants (between its
+`variant-table` markers) and one plot per task under `docs/images/`.
 
 The sweeps behind the published figures (2 trials at a time on 2 cores):
 
@@ -38,7 +42,17 @@ The sweeps behind the published figures (2 trials at a time on 2 cores):
     kqmix sweep --out sweeps/lbf --preset lbf --seeds 0,1,2,3,4 --threshold 0.9 --max-concurrent 2
     kqmix sweep --out sweeps/mpe_speaker_listener --preset mpe_speaker_listener --set t_max=300000 --seeds 0,1,2 --max-concurrent 2
     kqmix sweep --out sweeps/lbf_2s --preset lbf_2s --set t_max=1000000 --seeds 0,1,2 --max-concurrent 2
-    kqmix sweep --out sweeps/rware_tiny --preset rware_tiny --set t_max=2000000 --seeds 0 --max-concurrent 2
+    kqmix sweep --out sweeps/rware_tiny_500 --preset rware_tiny --set env_key=rware-tiny-2ag-v2 \
+        --set epsilon_anneal_time=200000 --set batch_size=32 --set buffer_size=5000 --set test_nepisode=8 \
+        --set t_max=2000000 --seeds 0 --max-concurrent 2
+
+(the last is the recipe `rware_tiny` had before: EPyMARL's 500-step episodes), and, for
+RWARE as `rware_tiny` trains it now (100-step episodes, three at a time, scored on the task's
+own 500 steps):
+
+    for s in 0 1 2; do kqmix train --preset rware_tiny --set t_max=3000000 --set seed=$s --run-dir rware/$s & done; wait
+    for s in 0 1 2; do kqmix evaluate rware/$s --env-key rware-tiny-2ag-v2:max_steps=500 --episodes 100; done
+    python benchmarks/learning.py collect rware/0 rware/1 rware/2
 
 and, for the side by side with JaxMARL's QMIX on MPE (runs and JSON files from
 `benchmarks/jaxmarl_side_by_side.sh OUT`):
@@ -77,6 +91,7 @@ IMAGES = ROOT / "docs" / "images"
 COPIED = (rundir.METRICS_FILE, rundir.CONFIG_FILE, rundir.ENV_FILE, rundir.SUMMARY_FILE)
 MARKERS = ("<!-- learning-table:start -->", "<!-- learning-table:end -->")
 REFERENCE_MARKERS = ("<!-- reference-table:start -->", "<!-- reference-table:end -->")
+VARIANT_MARKERS = ("<!-- variant-table:start -->", "<!-- variant-table:end -->")
 
 
 def task_of(config) -> str:
@@ -95,8 +110,9 @@ def run_files(task: str, preset: str, seed: int) -> Path:
     return RUNS / task_dir(task) / preset / str(seed)
 
 
-def run_row(run_dir: Path, preset: str, random_return: float) -> dict:
-    """One row of `learning.json` for a finished run directory."""
+def run_row(run_dir: Path, preset: str, random_return_of) -> dict:
+    """One row of `learning.json` for a finished run directory; `random_return_of(env, env_key)` is
+    random actions' mean return on an environment."""
     config = rundir.read_config(run_dir)
     result = sweepdir.run_result(run_dir, threshold=None)
     summary = rundir.read_summary(run_dir)
@@ -105,13 +121,21 @@ def run_row(run_dir: Path, preset: str, random_return: float) -> dict:
     row = {
         "task": task_of(config), "env": config.env, "preset": preset, "seed": config.seed,
         "t_env": summary["t_env"], "final_test_return": result["final_test_return"],
-        "best_test_return": result["best_test_return"], "random_return": random_return,
+        "best_test_return": result["best_test_return"], "random_return": random_return_of(config.env, config.env_key),
         "wall_s": metrics[-1]["time"], "kqmix_commit": revisions[-1] if len(revisions) == 1 else revisions,
     }
     evaluation = run_dir / rundir.EVALUATION_FILE
     if evaluation.is_file():
         report = json.loads(evaluation.read_text())
         row["evaluation_return"], row["evaluation_episodes"] = report["return_mean"], report["episodes"]
+    variants = []
+    for path in rundir.env_variant_evaluation_files(run_dir):
+        report = json.loads(path.read_text())
+        variants.append({"env_key": report["env_key"], "file": path.name, "return_mean": report["return_mean"],
+                         "episodes": report["episodes"],
+                         "random_return": random_return_of(config.env, report["env_key"])})
+    if variants:
+        row["variant_evaluations"] = variants
     return row
 
 
@@ -159,18 +183,23 @@ def collect(paths) -> list[dict]:
 
     rows = {(r["task"], r["preset"], r["seed"]): r for r in read_rows()}
     randoms = {}
+
+    def random_return_of(env: str, env_key: str | None) -> float:
+        if (env, env_key) not in randoms:
+            randoms[env, env_key] = float(random_returns(env, env_key).mean())
+        return randoms[env, env_key]
+
     for run_dir, preset in finished_runs(paths):
         config = rundir.read_config(run_dir)
         task = task_of(config)
-        if task not in randoms:
-            randoms[task] = float(random_returns(config.env, config.env_key).mean())
-        row = run_row(run_dir, preset, randoms[task])
+        row = run_row(run_dir, preset, random_return_of)
         rows[(row["task"], row["preset"], row["seed"])] = row
         target = run_files(task, preset, config.seed)
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        for name in COPIED + ((rundir.EVALUATION_FILE,) if "evaluation_return" in row else ()):
+        for name in (COPIED + ((rundir.EVALUATION_FILE,) if "evaluation_return" in row else ())
+                     + tuple(v["file"] for v in row.get("variant_evaluations", []))):
             shutil.copy2(run_dir / name, target / name)
         print(f"{task} seed {config.seed}: final {row['final_test_return']:.4g}, "
               f"best {row['best_test_return']:.4g}, random {row['random_return']:.4g}")
@@ -275,6 +304,27 @@ def reference_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def variant_table(rows) -> str:
+    """Per task, preset and variant: the final models' greedy return on that variant of the task
+    (`kqmix evaluate --env-key`) over seeds (mean [95% CI], each seed), against random actions there."""
+    head = ["trained on", "preset", "steps", "seeds", "evaluated on", "greedy return, mean [95% CI]", "each seed",
+            "episodes", "random actions"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = {}
+    for r in rows:
+        for v in r.get("variant_evaluations", []):
+            groups.setdefault((r["task"], r["preset"], v["env_key"]), []).append((r["seed"], r["t_env"], v))
+    for (task, preset, variant), runs in sorted(groups.items()):
+        runs.sort(key=lambda run: run[0])
+        stats = sweepdir.describe([v["return_mean"] for _, _, v in runs])
+        lo, hi = stats["ci95"]
+        lines.append("| " + " | ".join([
+            f"`{task}`", f"`{preset}`", f"{max(t for _, t, _ in runs):,}", str(len(runs)), f"`{variant}`",
+            f"{stats['mean']:.4g} [{lo:.4g}, {hi:.4g}]", ", ".join(f"{v['return_mean']:.4g}" for _, _, v in runs),
+            ", ".join(sorted({str(v["episodes"]) for _, _, v in runs})), f"{runs[0][2]['random_return']:.3g}"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_name(task: str) -> str:
     return "learning_" + re.sub(r"[^A-Za-z0-9_-]", "_", task) + ".png"
 
@@ -295,6 +345,7 @@ def report() -> None:
     replace_block(DOCS_RESULTS, block + "\nEvery run:\n\n" + runs_table(rows))
     replace_block(README, table(rows, short=True))
     replace_block(DOCS_RESULTS, reference_table(read_results()), REFERENCE_MARKERS)
+    replace_block(DOCS_RESULTS, variant_table(rows), VARIANT_MARKERS)
     for task in sorted({r["task"] for r in rows}):
         # Every preset's seeds of the task in one plot: one band per preset.
         runs = [run_files(r["task"], r["preset"], r["seed"]) for r in rows if r["task"] == task]

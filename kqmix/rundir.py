@@ -38,6 +38,7 @@ TENSORBOARD_DIR = "tb"
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_FILE = "model.keras"
 SUMMARY_FILE = "run.json"
+_EVALUATION, _ON_ENV = "evaluation", "-env-"  # evaluation reports: see `evaluation_file`
 
 
 def evaluation_file(export: tuple[str, str] | None = None, env_key: str | None = None) -> str:
@@ -45,15 +46,22 @@ def evaluation_file(export: tuple[str, str] | None = None, env_key: str | None =
     versions (`export=(model name, version)`); `env_key` names the environment variant the episodes
     were played on when it is not the run's own (characters other than letters, digits and `._=@-`
     become `_`)."""
-    name = "evaluation"
+    name = _EVALUATION
     if export is not None:
         name += "-export-{}-{}".format(*export)
     if env_key:
-        name += "-env-" + re.sub(r"[^A-Za-z0-9._=@-]+", "_", env_key)
+        name += _ON_ENV + re.sub(r"[^A-Za-z0-9._=@-]+", "_", env_key)
     return name + ".json"
 
 
 EVALUATION_FILE = evaluation_file()
+
+
+def env_variant_evaluation_files(run_dir: str | Path) -> list[Path]:
+    """The reports of `kqmix evaluate RUN_DIR --env-key KEY` in a run (its final model played on
+    other variants of its environment), in name order."""
+    return sorted(Path(run_dir).glob(f"{_EVALUATION}{_ON_ENV}*.json"))
+
 
 #: Files a finished run has; `load_run` needs all of them.
 FINISHED_FILES = (CONFIG_FILE, ENV_FILE, SUMMARY_FILE, MODEL_FILE)

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from kqmix import rundir
 from kqmix.evaluation import EVAL_STREAM, TEST_STREAM, TRAIN_STREAM, episode_seeds, random_returns
 
 
@@ -81,3 +82,4 @@ def test_evaluate_on_a_variant_of_the_runs_environment(tmp_path, kqmix):
     assert out.returncode == 2 and "--env-key 'chess': Unknown matrix game 'chess'" in out.stderr
     assert sorted(p.name for p in run.glob("evaluation*.json")) == ["evaluation-env-climbing@4.json",
                                                                      "evaluation.json"]
+    assert rundir.env_variant_evaluation_files(run) == [run / "evaluation-env-climbing@4.json"]

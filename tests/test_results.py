@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kqmix import rundir
 from kqmix.evaluation import random_returns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,16 @@ def test_row_matches_its_run_files(row):
         assert (row["evaluation_return"], row["evaluation_episodes"]) == (report["return_mean"], report["episodes"])
         assert report["return_mean"] == pytest.approx(np.mean(report["returns"]), rel=1e-9)
         assert report["t_env"] == row["t_env"] and report["episodes"] == len(report["returns"])
+    # Scored on other variants of the task (`kqmix evaluate --env-key`), each report copied.
+    variants = row.get("variant_evaluations", [])
+    assert [v["file"] for v in variants] == [p.name for p in rundir.env_variant_evaluation_files(run)]
+    for variant in variants:
+        report = json.loads((run / variant["file"]).read_text())
+        assert variant["file"] == rundir.evaluation_file(env_key=variant["env_key"])
+        assert (report["trained_env_key"], report["env_key"]) == (row["task"], variant["env_key"])
+        assert (variant["return_mean"], variant["episodes"]) == (report["return_mean"], report["episodes"])
+        assert report["return_mean"] == pytest.approx(np.mean(report["returns"]), rel=1e-9)
+        assert report["t_env"] == row["t_env"] and report["episodes"] == len(report["returns"])
 
 
 @pytest.mark.parametrize("row", REFERENCES, ids=lambda r: f"{r['implementation']}-{r['config']}-{r['seed']}")
@@ -76,6 +87,17 @@ def test_random_return_is_the_evaluation_baseline():
             assert other["random_return"] == row["random_return"]
     config = json.loads((learning.run_files(row["task"], row["preset"], row["seed"]) / "config.json").read_text())
     assert row["random_return"] == pytest.approx(random_returns(config["env"], config["env_key"]).mean(), rel=1e-12)
+
+
+def test_random_return_on_a_variant_is_the_evaluation_baseline():
+    variants = [(r["env"], v) for r in ROWS for v in r.get("variant_evaluations", [])]
+    if not variants:
+        pytest.skip("no run of the benchmark was evaluated on a variant of its task")
+    env, variant = variants[0]
+    for other_env, other in variants:
+        if (other_env, other["env_key"]) == (env, variant["env_key"]):
+            assert other["random_return"] == variant["random_return"]
+    assert variant["random_return"] == pytest.approx(random_returns(env, variant["env_key"]).mean(), rel=1e-12)
 
 
 TIME_TO_SOLVE = RESULTS / "time_to_solve" / "lbf"
