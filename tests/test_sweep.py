@@ -48,11 +48,15 @@ def trial_processes() -> list[int]:
 
 
 def kill_after_first_checkpoint(run_dir: Path, killed: dict) -> None:
-    """Waits for the run's first checkpoint, then SIGKILLs the trial worker that is writing it."""
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if any((run_dir / "checkpoints").glob("ckpt-*")):
-            break
+    """Waits for the run's first checkpoint, then SIGKILLs the trial worker that is writing it.
+
+    The deadline only guards against a hang: on a loaded machine Ray's start and the trial's first
+    episodes can take minutes, and killing before the checkpoint would test nothing."""
+    deadline = time.time() + 900
+    while not any((run_dir / "checkpoints").glob("ckpt-*")):
+        if time.time() > deadline:
+            killed["no_checkpoint_after_s"] = 900
+            return
         time.sleep(0.02)
     finished = (run_dir / "run.json").exists()
     for pid in trial_processes():
@@ -111,7 +115,7 @@ def test_a_two_seed_sweep_gives_two_runs_and_a_summary_of_their_metrics(sweep):
 
 def test_a_killed_trial_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(sweep, reference_runs):
     sweep_dir, summary, killed = sweep
-    assert killed.get("pid"), "the trial was never killed"
+    assert killed.get("pid"), f"the trial was never killed: {killed}"
     assert not killed["finished_before"] and killed["checkpoints"]
     run = sweepdir.run_dirs(sweep_dir)[0]
     assert (run / "run.json").is_file()
