@@ -51,7 +51,8 @@ RWARE as `rware_tiny` trains it now (100-step episodes, three at a time, scored 
 own 500 steps):
 
     for s in 0 1 2; do kqmix train --preset rware_tiny --set t_max=3000000 --set seed=$s --run-dir rware/$s & done; wait
-    for s in 0 1 2; do kqmix evaluate rware/$s --env-key rware-tiny-2ag-v2:max_steps=500 --episodes 100; done
+    for s in 0 1 2; do kqmix evaluate rware/$s --episodes 100
+        kqmix evaluate rware/$s --env-key rware-tiny-2ag-v2:max_steps=500 --episodes 100; done
     python benchmarks/learning.py collect rware/0 rware/1 rware/2
 
 and, for the side by side with JaxMARL's QMIX on MPE (runs and JSON files from
