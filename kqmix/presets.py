@@ -84,7 +84,7 @@ PRESETS.update({
     # grow to match (64 episodes from the last 20,000). With EPyMARL's
     # 500-step episodes and 200k of exploration, QMIX learned nothing in 2M
     # steps (docs/results.md, RWARE).
-    # `kqmix evaluate RUN --env-key rware-tiny-2ag-v2` scores 500-step episodes.
+    # `kqmix evaluate RUN --env-key rware-tiny-2ag-v2:max_steps=500` scores 500-step episodes.
     "rware_tiny": dict(
         KQMIX_QMIX, env="rware", env_key="rware-tiny-2ag-v2:max_steps=100", t_max=5_000_000,
         epsilon_anneal_time=2_000_000, batch_size=64, buffer_size=20_000,

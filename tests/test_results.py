@@ -26,6 +26,12 @@ def lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def check_final_model_report(report, row):
+    """A `kqmix evaluate` report of the run's finished model: its mean is that of its returns."""
+    assert report["return_mean"] == pytest.approx(np.mean(report["returns"]), rel=1e-9)
+    assert report["t_env"] == row["t_env"] and report["episodes"] == len(report["returns"])
+
+
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['task']}-{r['preset']}-{r['seed']}")
 def test_row_matches_its_run_files(row):
     run = learning.run_files(row["task"], row["preset"], row["seed"])
@@ -49,8 +55,7 @@ def test_row_matches_its_run_files(row):
     if evaluation.is_file():  # scored by `kqmix evaluate` after training, on the finished model
         report = json.loads(evaluation.read_text())
         assert (row["evaluation_return"], row["evaluation_episodes"]) == (report["return_mean"], report["episodes"])
-        assert report["return_mean"] == pytest.approx(np.mean(report["returns"]), rel=1e-9)
-        assert report["t_env"] == row["t_env"] and report["episodes"] == len(report["returns"])
+        check_final_model_report(report, row)
     # Scored on other variants of the task (`kqmix evaluate --env-key`), each report copied.
     variants = row.get("variant_evaluations", [])
     assert [v["file"] for v in variants] == [p.name for p in rundir.env_variant_evaluation_files(run)]
@@ -59,8 +64,7 @@ def test_row_matches_its_run_files(row):
         assert variant["file"] == rundir.evaluation_file(env_key=variant["env_key"])
         assert (report["trained_env_key"], report["env_key"]) == (row["task"], variant["env_key"])
         assert (variant["return_mean"], variant["episodes"]) == (report["return_mean"], report["episodes"])
-        assert report["return_mean"] == pytest.approx(np.mean(report["returns"]), rel=1e-9)
-        assert report["t_env"] == row["t_env"] and report["episodes"] == len(report["returns"])
+        check_final_model_report(report, row)
 
 
 @pytest.mark.parametrize("row", REFERENCES, ids=lambda r: f"{r['implementation']}-{r['config']}-{r['seed']}")

@@ -47,15 +47,19 @@ def trial_processes() -> list[int]:
     return found
 
 
+#: How long the watcher waits for the trial's first checkpoint: only a guard against a hang.
+CHECKPOINT_WAIT_S = 900
+
+
 def kill_after_first_checkpoint(run_dir: Path, killed: dict) -> None:
     """Waits for the run's first checkpoint, then SIGKILLs the trial worker that is writing it.
 
     The deadline only guards against a hang: on a loaded machine Ray's start and the trial's first
     episodes can take minutes, and killing before the checkpoint would test nothing."""
-    deadline = time.time() + 900
+    deadline = time.time() + CHECKPOINT_WAIT_S
     while not any((run_dir / "checkpoints").glob("ckpt-*")):
         if time.time() > deadline:
-            killed["no_checkpoint_after_s"] = 900
+            killed["no_checkpoint_after_s"] = CHECKPOINT_WAIT_S
             return
         time.sleep(0.02)
     finished = (run_dir / "run.json").exists()
