@@ -96,8 +96,9 @@ VARIANT_MARKERS = ("<!-- variant-table:start -->", "<!-- variant-table:end -->")
 
 
 def task_of(config) -> str:
-    """The task's name: the environment key (a valid directory name), or the environment's."""
-    return config.env_key or config.env
+    """The task's name: the key of the environment the run ends on (`Config.final_env_key`, the one its
+    final tests are played on), or the environment's name."""
+    return config.final_env_key or config.env
 
 
 def task_dir(task: str) -> str:
@@ -122,7 +123,7 @@ def run_row(run_dir: Path, preset: str, random_return_of) -> dict:
     row = {
         "task": task_of(config), "env": config.env, "preset": preset, "seed": config.seed,
         "t_env": summary["t_env"], "final_test_return": result["final_test_return"],
-        "best_test_return": result["best_test_return"], "random_return": random_return_of(config.env, config.env_key),
+        "best_test_return": result["best_test_return"], "random_return": random_return_of(config.env, config.final_env_key),
         "wall_s": metrics[-1]["time"], "kqmix_commit": revisions[-1] if len(revisions) == 1 else revisions,
     }
     evaluation = run_dir / rundir.EVALUATION_FILE

@@ -29,6 +29,13 @@ class Config:
     """Environment registry name (see `kqmix.envs.make_env`)."""
     env_key: str = ""
     """Environment-specific id, e.g. a matrix game name or a Gymnasium id."""
+    switch_env_key: str = ""
+    """A variant of `env_key` that training moves to at env step `switch_env_at` (empty: none): the same
+    agents, observation, action and state sizes, for example the task's full time limit after shorter
+    episodes. From the switch on, training and greedy test episodes are the variant's and the replay
+    buffer starts again with them; the final model is evaluated and exported for the variant."""
+    switch_env_at: int = 0
+    """The env step at which training moves to `switch_env_key`."""
     seed: int = 0
     """Seed for the environments, numpy and TensorFlow."""
     t_max: int = 20_000
@@ -170,6 +177,12 @@ class Config:
                      "checkpoint_interval", "checkpoint_keep"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
         need(self.test_nepisode >= 0, "test_nepisode", "an integer >= 0")
+        if self.switch_env_key:
+            need(self.switch_env_at >= 1, "switch_env_at", "an integer >= 1 (the env step of the switch to "
+                 f"switch_env_key={self.switch_env_key!r})")
+            need(self.switch_env_key != self.env_key, "switch_env_key", "a variant other than env_key")
+        else:
+            need(self.switch_env_at == 0, "switch_env_at", "0 without a switch_env_key to switch to")
         need(0 <= self.env_workers <= self.batch_size_run, "env_workers",
              f"an integer in [0, batch_size_run={self.batch_size_run}]")
         need(self.rollout_backend in ("local", "ray"), "rollout_backend", "'local' or 'ray'")
@@ -201,6 +214,15 @@ class Config:
         for name in ("epsilon_start", "epsilon_finish"):
             need(0 <= getattr(self, name) <= 1, name, "a float in [0, 1]")
         need(self.buffer_size >= self.batch_size, "buffer_size", f"at least batch_size ({self.batch_size})")
+
+    @property
+    def final_env_key(self) -> str:
+        """The key of the environment the run ends on: the one its final model is for."""
+        return self.switch_env_key or self.env_key
+
+    def env_key_at(self, switched: bool) -> str:
+        """The key of the training environment before or after the switch to `switch_env_key`."""
+        return self.final_env_key if switched else self.env_key
 
     def replace(self, **changes) -> "Config":
         unknown = [k for k in changes if k not in field_names()]

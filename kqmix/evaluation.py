@@ -135,26 +135,23 @@ def _export_report_path(version_dir: Path, meta: dict, env_key: str | None) -> P
     return Path(run_dir) / rundir.evaluation_file(export=export, env_key=env_key)
 
 
-#: The sizes a variant of the environment must share with the one the policy was trained on.
-_POLICY_SIZES = ("n_agents", "obs_dim", "n_actions")
-
-
 def _variant_env(env_name: str, trained_key: str, env_key: str):
     """The environment `env_key` names, checked to fit a policy trained on `trained_key`."""
     from .envs import make_env
+    from .envs.base import POLICY_SIZES, size_mismatch
 
     try:
         env = make_env(env_name, env_key)
     except ValueError as exc:
         raise EvaluationError(f"--env-key {env_key!r}: {exc}") from exc
     trained = make_env(env_name, trained_key).info
-    for size in _POLICY_SIZES:
-        if getattr(env.info, size) != getattr(trained, size):
-            raise EvaluationError(
-                f"--env-key {env_key!r} gives {env_name} with {size}={getattr(env.info, size)}, but the policy "
-                f"was trained on {trained_key or 'the default'!r} with {size}={getattr(trained, size)}. Expected a "
-                f"variant with the same {', '.join(_POLICY_SIZES)} (for example another time limit)."
-            )
+    size = size_mismatch(env.info, trained)
+    if size:
+        raise EvaluationError(
+            f"--env-key {env_key!r} gives {env_name} with {size}={getattr(env.info, size)}, but the policy "
+            f"was trained on {trained_key or 'the default'!r} with {size}={getattr(trained, size)}. Expected a "
+            f"variant with the same {', '.join(POLICY_SIZES)} (for example another time limit)."
+        )
     return env
 
 
@@ -183,7 +180,7 @@ def evaluate_path(path, episodes: int = 100, seed: int = 12345, report_path=None
     elif (path / rundir.CONFIG_FILE).is_file():
         source = "run"
         agents, config, extra = _run_policy(path)
-        env_name, trained_key = config.env, config.env_key
+        env_name, trained_key = config.env, config.final_env_key
     else:
         raise EvaluationError(
             f"{path} is neither a run directory ({rundir.CONFIG_FILE}) nor an export version "

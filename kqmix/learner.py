@@ -70,15 +70,24 @@ class QLearner:
         # mirrored on each device; the default strategy's scope changes nothing.
         with self.strategy.scope():
             self._build(info, config)
+        self.train_step = self._compile_train_step(info)
+        self._model = None
+
+    def _compile_train_step(self, info):
         signature = {
             key: tf.TensorSpec((None, *shape), dtype) for key, (shape, dtype) in episode_layout(info).items()
         }
-        self.train_step = tf.function(
+        return tf.function(
             self._train_step,
             input_signature=[signature, tf.TensorSpec((), tf.int64)],
-            jit_compile=config.jit_compile,
+            jit_compile=self.config.jit_compile,
         )
-        self._model = None
+
+    def use_env(self, info) -> None:
+        """Trains on episodes of `info` from now on: a variant of the environment with the same sizes
+        and another episode limit (`Config.switch_env_key`); the train step is traced again for it."""
+        if info.episode_limit != self.info.episode_limit:
+            self.info, self.train_step = info, self._compile_train_step(info)
 
     # ------------------------------------------------------------------ setup
     def _build(self, info, config):

@@ -104,15 +104,21 @@ def create(run_dir: Path, config: Config, env_description: dict, preset: str) ->
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / CONFIG_FILE)
-    write_json_atomic(run_dir / ENV_FILE, {**env_description, "preset": preset})
+    write_env(run_dir, env_description, preset)
     return run_dir
 
 
+def write_env(run_dir, env_description: dict, preset: str) -> None:
+    """Writes `env.json`: `describe_env`'s description and the preset the run was started with."""
+    write_json_atomic(Path(run_dir) / ENV_FILE, {**env_description, "preset": preset})
+
+
 def describe_env(config: Config, env) -> dict:
-    """What `env.json` records about an environment (a `CheckedEnv`)."""
+    """What `env.json` records about the run's final environment (`env`, a `CheckedEnv` of
+    `config.final_env_key`): the one its final model is evaluated and exported for."""
     return {
         "env": config.env,
-        "env_key": config.env_key,
+        "env_key": config.final_env_key,
         **dataclasses.asdict(env.info),
         "action_meanings": env.action_meanings,
         "notes": list(env.notes),
@@ -181,16 +187,28 @@ def tensorboard_dir(run_dir) -> Path:
 # --------------------------------------------------------------------------- resuming
 
 
-def check_resumable(saved: Config, requested: Config) -> None:
+#: Keys that may change on resume while what they change lies ahead of the checkpoint: the switch
+#: of training environment (`Config.switch_env_key`), until it has happened.
+SWITCH_KEYS = ("switch_env_key", "switch_env_at")
+
+
+def check_resumable(saved: Config, requested: Config, loop: dict | None = None) -> None:
+    """Refuses a resume whose config changes what the run has already done; `loop` is the loop
+    state of the checkpoint resumed from (without it, the switch keys may not change either)."""
+    ahead = loop is not None and not loop.get("switched", False)
     changed = [
         f"{k} (run: {getattr(saved, k)!r}, given: {getattr(requested, k)!r})"
         for k in saved.to_dict()
-        if k not in RESUMABLE_KEYS and getattr(saved, k) != getattr(requested, k)
+        if k not in RESUMABLE_KEYS and not (ahead and k in SWITCH_KEYS) and getattr(saved, k) != getattr(requested, k)
     ]
+    if not changed and ahead and requested.switch_env_key and requested.switch_env_at < loop["t_env"]:
+        changed = [f"switch_env_at (given: {requested.switch_env_at:,}, before the checkpoint's env step "
+                   f"{loop['t_env']:,})"]
     if changed:
         raise RunError(
             "Cannot resume with an incompatible config; these keys differ: " + "; ".join(changed)
-            + f". Only {', '.join(RESUMABLE_KEYS)} may change on resume."
+            + f". Only {', '.join(RESUMABLE_KEYS)} may change on resume, and {' and '.join(SWITCH_KEYS)} "
+            "while the switch lies ahead of the checkpoint."
         )
 
 
@@ -202,10 +220,10 @@ def open_for_resume(run_dir, overrides: dict | None = None, requested: Config | 
     """
     saved = read_config(run_dir)
     config = requested if requested is not None else saved.replace(**(overrides or {}))
-    check_resumable(saved, config)
     latest = latest_checkpoint(run_dir)
     if latest is None:
         raise RunError(f"{run_dir} has no intact checkpoint to resume from.")
+    check_resumable(saved, config, latest[2]["loop"])
     preset = read_env(run_dir).get("preset", "custom")
     return config, preset, latest
 

@@ -92,9 +92,10 @@ class RayRunner:
         seed: as for `Runner`: environment i is seeded with `seed + i` at its
             first reset, and the exploration generator with `seed`.
         address: a Ray cluster to join (default `RAY_ADDRESS`, else an embedded local Ray).
+        env_key: the environments' key, if not `config.env_key` (after a switch, `switch_env_key`).
     """
 
-    def __init__(self, config, policy, info, seed: int = 0, address: str | None = None):
+    def __init__(self, config, policy, info, seed: int = 0, address: str | None = None, env_key: str | None = None):
         from .cluster import connect
 
         self._ray = ray = connect(address)
@@ -103,7 +104,8 @@ class RayRunner:
         self.rng = np.random.default_rng(seed)
         self.shares = [share for share in np.array_split(np.arange(m), k) if len(share)]
         actor_class = ray.remote(num_cpus=1)(RolloutActor)
-        self.actors = [actor_class.remote(config.env, config.env_key, len(share), seed + int(share[0]))
+        env_key = config.env_key if env_key is None else env_key
+        self.actors = [actor_class.remote(config.env, env_key, len(share), seed + int(share[0]))
                        for share in self.shares]
         self._weights, self._weights_version = None, None
         # Each actor holds a CPU: a cluster too small would otherwise leave them pending forever.

@@ -65,6 +65,7 @@ class LoopState:
     last_metrics: dict = field(default_factory=dict)  # the learner's latest scalars
     elapsed: float = 0.0  # seconds of training before this process (resumed runs)
     revisions: list = field(default_factory=list)  # source revision of each sitting (kqmix.provenance)
+    switched: bool = False  # training has moved to `Config.switch_env_key`
 
     @classmethod
     def from_dict(cls, data: dict) -> "LoopState":
@@ -84,66 +85,110 @@ def due(last: int | None, t_env: int, interval: int) -> bool:
 
 
 @contextlib.contextmanager
-def _environment_of(config: Config):
-    """Turns a bad `env` / `env_key` (a `ValueError` from the registry or the adapter) into a `ConfigError`."""
+def _environment_of(config: Config, key: str):
+    """Turns a bad `env` / `key` (a `ValueError` from the registry or the adapter) into a `ConfigError`."""
     try:
         yield
     except ValueError as exc:
-        raise ConfigError(f"Invalid environment (env={config.env!r}, env_key={config.env_key!r}): {exc}") from None
+        name = "switch_env_key" if key == config.switch_env_key else "env_key"
+        raise ConfigError(f"Invalid environment (env={config.env!r}, {name}={key!r}): {exc}") from None
 
 
-def make_envs(config: Config, count: int) -> list:
-    """`count` in-process environments; a bad `env` / `env_key` is a `ConfigError`."""
+def make_envs(config: Config, count: int, key: str | None = None) -> list:
+    """`count` in-process environments (`key`, by default `config.env_key`); a bad `env` / key is a `ConfigError`."""
     from .envs import make_env
 
-    with _environment_of(config):
-        return [make_env(config.env, config.env_key) for _ in range(count)]
+    key = config.env_key if key is None else key
+    with _environment_of(config, key):
+        return [make_env(config.env, key) for _ in range(count)]
 
 
-def make_batched(config: Config, count: int):
-    """`count` in-process environments behind the batched interface the runner steps
-    (one vectorised environment for `env=jaxmarl`); a bad `env` / `env_key` is a `ConfigError`."""
+def make_batched(config: Config, count: int, key: str | None = None):
+    """`count` in-process environments (`key`, by default `config.env_key`) behind the batched interface
+    the runner steps (one vectorised environment for `env=jaxmarl`); a bad `env` / key is a `ConfigError`."""
     from .envs import make_batched_env
 
-    with _environment_of(config):
-        return make_batched_env(config.env, config.env_key, count)
+    key = config.env_key if key is None else key
+    with _environment_of(config, key):
+        return make_batched_env(config.env, key, count)
+
+
+def final_env(config: Config, probe):
+    """The environment the run ends on (`probe`, one of `env_key`'s, unless it switches), checked to
+    fit the model built for `env_key`; a variant of other sizes is a `ConfigError`."""
+    from .envs.base import MODEL_SIZES, size_mismatch
+
+    if not config.switch_env_key:
+        return probe
+    final = make_envs(config, 1, config.switch_env_key)[0]
+    size = size_mismatch(final.info, probe.info, MODEL_SIZES)
+    if size:
+        raise ConfigError(
+            f"Invalid value for `switch_env_key`: {config.switch_env_key!r} gives {config.env} with "
+            f"{size}={getattr(final.info, size)}, but env_key={config.env_key!r} has {size}="
+            f"{getattr(probe.info, size)}; expected a variant with the same {', '.join(MODEL_SIZES)} "
+            "(for example another time limit)."
+        )
+    return final
 
 
 class Trainer:
     """The parts of one run (environments, learner, buffer, runners, RNGs) and its `LoopState`."""
 
     def __init__(self, config: Config, run_dir: Path):
-        from .buffer import EpisodeBuffer
         from .learner import QLearner
         from .policy import NumpyAgentPolicy
-        from .runner import LinearEpsilon, Runner
+        from .runner import LinearEpsilon
 
-        self.config, self.run_dir, m = config, run_dir, config.batch_size_run
-        self._cleanup = contextlib.ExitStack()
-        test_envs = make_batched(config, m)
-        info = test_envs.info
-        self.learner = QLearner(info, config)
+        self.config, self.run_dir = config, run_dir
+        self._cleanup = contextlib.ExitStack()  # the training environments' workers or actors
+        self.state = LoopState()
+        test_envs = make_batched(config, config.batch_size_run)
+        self.learner = QLearner(test_envs.info, config)
         self.policy = NumpyAgentPolicy(self.learner.agent)
-        if config.rollout_backend == "ray":
-            from .runner_ray import RayRunner
-
-            self.runner = RayRunner(config, self.policy, info, seed=config.seed)
-            self._cleanup.callback(self.runner.close)
-        elif config.env_workers:
-            from .envs.vector import SubprocessVecEnv
-
-            vec = SubprocessVecEnv(config.env, config.env_key, n_envs=m, n_workers=config.env_workers)
-            self._cleanup.callback(vec.close)
-            self.runner = Runner(vec.envs, self.policy, seed=config.seed)
-        else:
-            self.runner = Runner(make_batched(config, m), self.policy, seed=config.seed,
-                                 compiled=config.compiled_rollout)
-        self.test_runner = Runner(test_envs, self.policy, seed=config.seed, compiled=config.compiled_rollout)
-        self.buffer = EpisodeBuffer(info, config.buffer_size)
+        self._use_envs(test_envs)
         self.epsilon = LinearEpsilon(config.epsilon_start, config.epsilon_finish, config.epsilon_anneal_time)
         self.sample_rng = np.random.default_rng([config.seed, 1])
-        self.state = LoopState()
         self._started = time.perf_counter()
+
+    def _use_envs(self, test_envs=None) -> None:
+        """Runners and an empty replay buffer for the training environment of `state.switched`
+        (`test_envs`: its greedy test environments, if made already)."""
+        from .buffer import EpisodeBuffer
+        from .runner import Runner
+
+        c, m = self.config, self.config.batch_size_run
+        key = c.env_key_at(self.state.switched)
+        self._cleanup.close()
+        test_envs = test_envs or make_batched(c, m, key)
+        info = test_envs.info
+        if c.rollout_backend == "ray":
+            from .runner_ray import RayRunner
+
+            self.runner = RayRunner(c, self.policy, info, seed=c.seed, env_key=key)
+            self._cleanup.callback(self.runner.close)
+        elif c.env_workers:
+            from .envs.vector import SubprocessVecEnv
+
+            vec = SubprocessVecEnv(c.env, key, n_envs=m, n_workers=c.env_workers)
+            self._cleanup.callback(vec.close)
+            self.runner = Runner(vec.envs, self.policy, seed=c.seed)
+        else:
+            self.runner = Runner(make_batched(c, m, key), self.policy, seed=c.seed, compiled=c.compiled_rollout)
+        self.test_runner = Runner(test_envs, self.policy, seed=c.seed, compiled=c.compiled_rollout)
+        self.buffer = EpisodeBuffer(info, c.buffer_size)
+        self.learner.use_env(info)
+
+    def switch_due(self) -> bool:
+        c, s = self.config, self.state
+        return bool(c.switch_env_key) and not s.switched and s.t_env >= c.switch_env_at
+
+    def switch_envs(self) -> None:
+        """Moves training to `switch_env_key`; the exploration stream goes on where it was."""
+        explore = self.runner.rng.bit_generator.state
+        self.state.switched = True
+        self._use_envs()
+        self.runner.rng.bit_generator.state = explore
 
     def start_clock(self) -> None:
         """Training time counts from here (plus `state.elapsed` of earlier sittings); the sitting's
@@ -234,9 +279,11 @@ class Trainer:
         """Continues from `(path, arrays, state)` of a checkpoint exactly where it was written."""
         _, arrays, state = latest
         self.learner.set_state(arrays["variables"])
+        self.state = LoopState.from_dict(state["loop"])
+        if self.state.switched:
+            self._use_envs()
         if "buffer" in arrays:
             self.buffer.set_state(arrays["buffer"])
-        self.state = LoopState.from_dict(state["loop"])
         self.runner.rng.bit_generator.state = state["rng"]["explore"]
         self.sample_rng.bit_generator.state = state["rng"]["sample"]
         self.policy.sync()
@@ -341,16 +388,19 @@ def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = Fa
         rundir.check_new(run_dir)
         latest = None
     probe = make_envs(config, 1)[0]  # a bad environment stops here, before any file exists
+    final = final_env(config, probe)
     _seed_everything(config)
     run_dir = Path(run_dir) if run_dir is not None else rundir.new_run_path(config, preset)
     trainer = Trainer(config, run_dir)
     with contextlib.closing(trainer):
         if latest is None:
-            rundir.create(run_dir, config, rundir.describe_env(config, probe), preset)
+            rundir.create(run_dir, config, rundir.describe_env(config, final), preset)
             for note in [] if quiet else probe.notes:
                 print(f"[kqmix] {config.env}: {note}")
         else:
-            config.save(run_dir / rundir.CONFIG_FILE)  # resumable keys (t_max ...) may have changed
+            # Resumable keys (t_max ...) may have changed, and with the switch keys the final environment.
+            config.save(run_dir / rundir.CONFIG_FILE)
+            rundir.write_env(run_dir, rundir.describe_env(config, final), preset)
             trainer.restore(latest)
             if not quiet:
                 print(f"[kqmix] resuming {run_dir} from {latest[0].name} (env step {trainer.state.t_env:,})")
@@ -363,6 +413,11 @@ def train(config: Config, preset: str = "custom", run_dir=None, quiet: bool = Fa
                 while s.t_env < config.t_max:
                     if stop_requested():
                         raise KeyboardInterrupt
+                    if trainer.switch_due():
+                        trainer.switch_envs()
+                        if not quiet:
+                            progress.console.print(f"[kqmix] env step {s.t_env:,}: training moves to "
+                                                   f"{config.env} {config.switch_env_key!r}", markup=False)
                     eps = trainer.collect()
                     trainer.learn()
                     end = s.t_env >= config.t_max

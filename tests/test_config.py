@@ -57,6 +57,18 @@ def test_invalid_values_name_the_field(override, match):
         make_config("two_step", [override])
 
 
+def test_a_switch_of_environment_needs_its_step_and_another_key():
+    with pytest.raises(ConfigError, match="`switch_env_at`: 0; expected an integer >= 1 .*switch_env_key='climbing'"):
+        make_config("matrix_climbing", ["switch_env_key=climbing"])
+    with pytest.raises(ConfigError, match="`switch_env_at`: 100; expected 0 without a switch_env_key"):
+        make_config("two_step", ["switch_env_at=100"])
+    with pytest.raises(ConfigError, match="`switch_env_key`: 'climbing'; expected a variant other than env_key"):
+        make_config("matrix_climbing", ["env_key=climbing", "switch_env_key=climbing", "switch_env_at=100"])
+    config = make_config("matrix_climbing", ["env_key=climbing", "switch_env_key=penalty", "switch_env_at=100"])
+    assert (config.final_env_key, config.env_key_at(False), config.env_key_at(True)) == ("penalty", "climbing", "penalty")
+    assert make_config("two_step").final_env_key == ""
+
+
 def test_wrong_python_type_is_refused():
     with pytest.raises(ConfigError, match="`batch_size`"):
         Config(batch_size="32")

@@ -9,7 +9,7 @@ from kqmix.config import DEFAULT_PRESET, make_config
 from kqmix.envs import make_env
 from kqmix.evaluation import random_returns
 from kqmix.sweepdir import greedy_tests
-from kqmix.training import train
+from kqmix.training import final_env, train
 
 
 def read_metrics(run_dir):
@@ -81,6 +81,8 @@ def test_environment_presets_build(preset):
         pytest.importorskip("mpe2")
     env = make_env(config.env, config.env_key)
     assert env.n_agents >= 2
+    # A preset that switches environments switches to one its model fits.
+    assert final_env(config, env).info.episode_limit >= env.info.episode_limit
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kqmix import rundir
+from kqmix.config import Config
 from kqmix.evaluation import random_returns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,8 @@ def test_row_matches_its_run_files(row):
     assert row["best_test_return"] == max(values)
     assert row["t_env"] == summary["t_env"] == metrics[-1]["t_env"] >= config["t_max"]
     assert row["wall_s"] == metrics[-1]["time"]
-    assert (config["seed"], config["env"], config["env_key"] or config["env"]) == (row["seed"], row["env"], row["task"])
+    final_env_key = Config.from_dict(config).final_env_key
+    assert (config["seed"], config["env"], final_env_key or config["env"]) == (row["seed"], row["env"], row["task"])
     assert summary["preset"] == row["preset"]
     # Trained by committed code only, and the commit is the one the run recorded.
     commits = row["kqmix_commit"] if isinstance(row["kqmix_commit"], list) else [row["kqmix_commit"]]
@@ -90,7 +92,8 @@ def test_random_return_is_the_evaluation_baseline():
         if other["task"] == row["task"]:
             assert other["random_return"] == row["random_return"]
     config = json.loads((learning.run_files(row["task"], row["preset"], row["seed"]) / "config.json").read_text())
-    assert row["random_return"] == pytest.approx(random_returns(config["env"], config["env_key"]).mean(), rel=1e-12)
+    final_env_key = Config.from_dict(config).final_env_key
+    assert row["random_return"] == pytest.approx(random_returns(config["env"], final_env_key).mean(), rel=1e-12)
 
 
 def test_random_return_on_a_variant_is_the_evaluation_baseline():

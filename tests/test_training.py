@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import kqmix
 
-from conftest import CLI_ENV as ENV, SMALL_RUN as SMALL, metrics_without_timing as metrics
+from conftest import CLI_ENV as ENV, SMALL_RUN as SMALL, metrics_without_timing as metrics, run_cli
 from kqmix import checkpoint as ckpt
 from kqmix.provenance import DIRTY_SUFFIX, source_revision
 from kqmix.training import LoopState
@@ -130,3 +131,83 @@ def test_loop_state_round_trips_and_reads_old_checkpoints():
     old = LoopState.from_dict({**old, "last_log": -(10**18), "last_test": -(10**18)})
     assert old.last_log is None and old.last_test is None and old.best_checkpoint_test == -3.0
 
+
+
+# --------------------------------------------------------------------------- switching environment
+
+#: RWARE on 20-step episodes (`BEFORE_SWITCH`), moving to 50-step ones at env step 400 (`SWITCH`) of
+#: 1,000, with a checkpoint (buffer included) every 200 steps and a test and a metrics row every episode
+#: (so that a run stopped at 400 has the same rows as one going on).
+SWITCH = ["--set", "switch_env_key=rware-tiny-2ag-v2:max_steps=50", "--set", "switch_env_at=400"]
+BEFORE_SWITCH = ["--preset", "rware_tiny", "--deterministic", "--quiet", "--set", "env_key=rware-tiny-2ag-v2:max_steps=20",
+                 "--set", "switch_env_key=", "--set", "switch_env_at=0",
+                 "--set", "batch_size=4", "--set", "buffer_size=40", "--set", "rnn_hidden_dim=16",
+                 "--set", "checkpoint_interval=200", "--set", "checkpoint_buffer=true",
+                 "--set", "test_interval=20", "--set", "test_nepisode=2", "--set", "log_interval=20"]
+SWITCHING = [*BEFORE_SWITCH, *SWITCH, "--set", "t_max=1000"]
+
+
+@pytest.fixture(scope="module")
+def switched_run(tmp_path_factory):
+    """An uninterrupted run of `SWITCHING`."""
+    run_dir = tmp_path_factory.mktemp("switch") / "uninterrupted"
+    out = run_cli("train", *SWITCHING, "--run-dir", run_dir)
+    assert out.returncode == 0, out.stderr
+    return run_dir
+
+
+def test_training_moves_to_the_variant_at_the_switch(switched_run):
+    rows = metrics(switched_run)
+    # 20 episodes of 20 steps, then 12 of 50 steps.
+    assert [row["t_env"] for row in rows] == [20 * row["episode"] if row["episode"] <= 20
+                                              else 400 + 50 * (row["episode"] - 20) for row in rows]
+    assert (rows[-1]["t_env"], rows[-1]["episode"]) == (1000, 32)
+    # The run describes, evaluates and exports for the environment it ended on.
+    env = json.loads((switched_run / "env.json").read_text())
+    assert (env["env_key"], env["episode_limit"]) == ("rware-tiny-2ag-v2:max_steps=50", 50)
+    checkpoints = ckpt.list_checkpoints(switched_run / "checkpoints")
+    state = json.loads((checkpoints[-1] / "state.json").read_text())
+    assert state["loop"]["switched"] is True
+
+
+def test_kill_9_then_resume_continues_exactly_across_the_switch(switched_run, tmp_path, kqmix):
+    run_dir = tmp_path / "killed"
+    kill_9_after_first_checkpoint(SWITCHING, run_dir, window=8.0)
+    assert resume_and_read_metrics(run_dir, kqmix) == metrics(switched_run)
+
+
+def test_a_switch_added_on_resume_before_it_is_due_matches_a_run_with_it_from_the_start(switched_run, tmp_path,
+                                                                                        kqmix):
+    """A run started without the switch, resumed at the switch's step with it, is the run that had it."""
+    run_dir = tmp_path / "added"
+    out = kqmix("train", *BEFORE_SWITCH, "--set", "t_max=400", "--run-dir", run_dir)
+    assert out.returncode == 0, out.stderr
+    out = kqmix("train", "--resume", run_dir, "--quiet", "--set", "t_max=1000", *SWITCH)
+    assert out.returncode == 0, out.stderr
+    assert metrics(run_dir) == metrics(switched_run)
+    # Once the switch has happened, it is part of the run's past.
+    out = kqmix("train", "--resume", run_dir, "--quiet", "--set", "t_max=1200", "--set", "switch_env_at=600")
+    assert out.returncode != 0
+    assert "switch_env_at (run: 400, given: 600)" in out.stderr
+    assert "while the switch lies ahead of the checkpoint" in out.stderr
+
+
+def test_a_switch_before_the_checkpoint_cannot_be_added_on_resume(reference_runs, tmp_path, kqmix):
+    import shutil
+
+    run_dir = tmp_path / "done"
+    shutil.copytree(reference_runs["a"], run_dir)
+    out = kqmix("train", "--resume", run_dir, "--quiet", "--set", "t_max=800",
+                "--set", "switch_env_key=climbing", "--set", "switch_env_at=300")
+    assert out.returncode != 0
+    assert "switch_env_at (given: 300, before the checkpoint's env step 600)" in out.stderr
+
+
+def test_a_switch_to_an_environment_of_other_sizes_is_refused_before_anything_is_written(tmp_path, kqmix):
+    run_dir = tmp_path / "never"
+    out = kqmix("train", "--preset", "rware_tiny", "--quiet", "--set", "switch_env_key=rware-tiny-4ag-v2",
+                "--set", "switch_env_at=100", "--run-dir", run_dir)
+    assert out.returncode != 0
+    assert ("Invalid value for `switch_env_key`: 'rware-tiny-4ag-v2' gives rware with n_agents=4, but "
+            "env_key='rware-tiny-2ag-v2:max_steps=100' has n_agents=2") in out.stderr
+    assert not run_dir.exists()

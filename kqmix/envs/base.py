@@ -38,6 +38,18 @@ class EnvInfo:
     episode_limit: int
 
 
+#: The sizes a team of agents depends on: agents trained on one environment act in any other with the
+#: same sizes (a variant of it, for example with another time limit).
+POLICY_SIZES = ("n_agents", "obs_dim", "n_actions")
+#: The sizes a whole model (agents and mixer) depends on: the mixer also reads the global state.
+MODEL_SIZES = POLICY_SIZES + ("state_dim",)
+
+
+def size_mismatch(info: EnvInfo, reference: EnvInfo, sizes=POLICY_SIZES) -> str | None:
+    """The first of `sizes` on which `info` differs from `reference` (None if none)."""
+    return next((size for size in sizes if getattr(info, size) != getattr(reference, size)), None)
+
+
 class MultiAgentEnv:
     """Base class for environment adapters (see module docstring)."""
 
