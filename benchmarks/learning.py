@@ -1,6 +1,6 @@
 """The learning benchmark: several seeds per task, collected from `kqmix sweep` directories.
 
-    python benchmarks/learning.py collect SWEEP_OR_RUN_DIR [...]
+    python benchmarks/learning.py collect SWEEP_OR_RUN_DIR [...] [--label LABEL]
     python benchmarks/learning.py reference JAXMARL_JSON [...] --task TASK --config NAME --commit SHA
     python benchmarks/learning.py report
 
@@ -12,11 +12,13 @@
   actions over the same test episodes, `kqmix.evaluation.random_returns`),
   wall_s and the kqmix commit(s) that trained the run;
 * copies each run's `metrics.jsonl`, `config.json`, `env.json` and `run.json` to
-  `benchmarks/results/runs/<task>/<preset>/<seed>/` (`run_files`, the task as a folder name by
+  `benchmarks/results/runs/<task>/<preset>/<seed>/` (`row_files`, the task as a folder name by
   `task_dir`; no checkpoints).
 
 A run directory (not a sweep) is collected the same way, under the preset its
-`run.json` names. A run that `kqmix evaluate` scored (its `evaluation.json`)
+`run.json` names. `--label` files the runs under their preset and a label
+(`group_name`: `<preset>+<label>`), so that the same preset at another
+budget or with other settings makes rows of its own beside the preset's. A run that `kqmix evaluate` scored (its `evaluation.json`)
 adds `evaluation_return`, the mean over those greedy episodes, and the file is
 copied too. So does each report of `kqmix evaluate RUN --env-key KEY` (the
 final model on another variant of its environment, such as a longer episode):
@@ -55,7 +57,8 @@ own 500 steps):
         kqmix evaluate rware/$s --env-key rware-tiny-2ag-v2:max_steps=500 --episodes 100; done
     python benchmarks/learning.py collect rware/0 rware/1 rware/2
 
-and, for the side by side with JaxMARL's QMIX on MPE (runs and JSON files from
+(the labelled RWARE rows, `5M` and `switch-1.2M`, are one run each; docs/results.md, "How to
+reproduce", gives their commands), and, for the side by side with JaxMARL's QMIX on MPE (runs and JSON files from
 `benchmarks/jaxmarl_side_by_side.sh OUT`):
 
     python benchmarks/learning.py collect OUT/kqmix/0 OUT/kqmix/1 OUT/kqmix/2
@@ -107,9 +110,23 @@ def task_dir(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", task)
 
 
-def run_files(task: str, preset: str, seed: int) -> Path:
-    """Where the files of one run of the benchmark are kept."""
-    return RUNS / task_dir(task) / preset / str(seed)
+def run_files(task: str, group: str, seed: int) -> Path:
+    """Where the files of one run of the benchmark are kept (`group`: the row's `group_name`)."""
+    return RUNS / task_dir(task) / group / str(seed)
+
+
+LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def group_name(row: dict) -> str:
+    """The name a row is tabled and filed under: its preset, or `<preset>+<label>` when it was collected
+    with a label."""
+    return row["preset"] + (f"+{row['label']}" if row.get("label") else "")
+
+
+def row_files(row: dict) -> Path:
+    """Where the files of a row's run are kept."""
+    return run_files(row["task"], group_name(row), row["seed"])
 
 
 def run_row(run_dir: Path, preset: str, random_return_of) -> dict:
@@ -159,7 +176,7 @@ def write_results(runs: list[dict] | None = None, references: list[dict] | None 
         "final_test_return": f"mean of the last {sweepdir.FINAL_TESTS} greedy tests",
         "random_return": "uniformly random available actions over 100 test-stream episodes (seed 0)",
         "evaluation_return": "mean over the greedy episodes of `kqmix evaluate`, when the run was evaluated",
-        "runs": sorted(runs, key=lambda r: (r["task"], r["preset"], r["seed"])),
+        "runs": sorted(runs, key=lambda r: (r["task"], group_name(r), r["seed"])),
         "references": sorted(references, key=lambda r: (r["task"], r["implementation"], r["config"], r["seed"]))})
 
 
@@ -180,10 +197,12 @@ def finished_runs(paths) -> list[tuple[Path, str]]:
     return finished
 
 
-def collect(paths) -> list[dict]:
+def collect(paths, label: str | None = None) -> list[dict]:
     from kqmix.evaluation import random_returns
 
-    rows = {(r["task"], r["preset"], r["seed"]): r for r in read_rows()}
+    if label is not None and not LABEL.match(label):
+        raise SystemExit(f"Invalid label {label!r}: expected letters, digits, '_', '.' or '-' (it names a folder).")
+    rows = {(r["task"], group_name(r), r["seed"]): r for r in read_rows()}
     randoms = {}
 
     def random_return_of(env: str, env_key: str | None) -> float:
@@ -195,15 +214,17 @@ def collect(paths) -> list[dict]:
         config = rundir.read_config(run_dir)
         task = task_of(config)
         row = run_row(run_dir, preset, random_return_of)
-        rows[(row["task"], row["preset"], row["seed"])] = row
-        target = run_files(task, preset, config.seed)
+        if label:
+            row["label"] = label
+        rows[(row["task"], group_name(row), row["seed"])] = row
+        target = row_files(row)
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
         for name in (COPIED + ((rundir.EVALUATION_FILE,) if "evaluation_return" in row else ())
                      + tuple(v["file"] for v in row.get("variant_evaluations", []))):
             shutil.copy2(run_dir / name, target / name)
-        print(f"{task} seed {config.seed}: final {row['final_test_return']:.4g}, "
+        print(f"{task} {group_name(row)} seed {config.seed}: final {row['final_test_return']:.4g}, "
               f"best {row['best_test_return']:.4g}, random {row['random_return']:.4g}")
     write_results(runs=list(rows.values()))
     return read_rows()
@@ -233,6 +254,11 @@ def reference(files, task: str, config: str, commit: str) -> list[dict]:
     return read_results()["references"]
 
 
+def preset_cell(row: dict) -> str:
+    """A row's preset as the tables show it, with its label when it has one."""
+    return f"`{row['preset']}`" + (f" ({row['label']})" if row.get("label") else "")
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
@@ -244,17 +270,17 @@ def table(rows, short: bool = False) -> str:
     """
     groups = {}
     for row in rows:
-        groups.setdefault((row["task"], row["preset"]), []).append(row)
+        groups.setdefault((row["task"], group_name(row)), []).append(row)
     head = ["task", "preset", "steps", "seeds", "final test return, mean [95% CI]", "worst seed",
             "random actions"]
     if not short:
         head += ["best test (mean)", "wall-clock per run", "curves"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (task, preset), runs in groups.items():
+    for (task, _), runs in groups.items():
         stats = sweepdir.describe([r["final_test_return"] for r in runs])
         lo, hi = stats["ci95"]
         worst = min(runs, key=lambda r: r["final_test_return"])
-        cells = [f"`{task}`", f"`{preset}`", f"{max(r['t_env'] for r in runs):,}", str(len(runs)),
+        cells = [f"`{task}`", preset_cell(runs[0]), f"{max(r['t_env'] for r in runs):,}", str(len(runs)),
                  f"{stats['mean']:.3g} [{lo:.3g}, {hi:.3g}]",
                  f"{worst['final_test_return']:.3g} (seed {worst['seed']})", f"{runs[0]['random_return']:.3g}"]
         if not short:
@@ -271,7 +297,7 @@ def runs_table(rows) -> str:
     for r in rows:
         commits = r["kqmix_commit"] if isinstance(r["kqmix_commit"], list) else [r["kqmix_commit"]]
         lines.append("| " + " | ".join([
-            f"`{r['task']}`", f"`{r['preset']}`", str(r["seed"]), f"{r['t_env']:,}", f"{r['final_test_return']:.4g}",
+            f"`{r['task']}`", preset_cell(r), str(r["seed"]), f"{r['t_env']:,}", f"{r['final_test_return']:.4g}",
             f"{r['best_test_return']:.4g}", _minutes(r["wall_s"]), ", ".join(f"`{(c or 'unknown')[:10]}`" for c in commits),
         ]) + " |")
     return "\n".join(lines) + "\n"
@@ -292,7 +318,7 @@ def reference_table(results: dict) -> str:
         for r in results.get("runs", []):
             if r["task"] == task and "evaluation_return" in r:
                 commits = r["kqmix_commit"] if isinstance(r["kqmix_commit"], list) else [r["kqmix_commit"]]
-                groups.setdefault(f"kqmix `{r['preset']}`", []).append(
+                groups.setdefault(f"kqmix {preset_cell(r)}", []).append(
                     (r["seed"], r["t_env"], r["evaluation_return"], r["evaluation_episodes"], commits))
         for name, runs in groups.items():
             runs.sort()
@@ -315,13 +341,13 @@ def variant_table(rows) -> str:
     groups = {}
     for r in rows:
         for v in r.get("variant_evaluations", []):
-            groups.setdefault((r["task"], r["preset"], v["env_key"]), []).append((r["seed"], r["t_env"], v))
+            groups.setdefault((r["task"], preset_cell(r), v["env_key"]), []).append((r["seed"], r["t_env"], v))
     for (task, preset, variant), runs in sorted(groups.items()):
         runs.sort(key=lambda run: run[0])
         stats = sweepdir.describe([v["return_mean"] for _, _, v in runs])
         lo, hi = stats["ci95"]
         lines.append("| " + " | ".join([
-            f"`{task}`", f"`{preset}`", f"{max(t for _, t, _ in runs):,}", str(len(runs)), f"`{variant}`",
+            f"`{task}`", preset, f"{max(t for _, t, _ in runs):,}", str(len(runs)), f"`{variant}`",
             f"{stats['mean']:.4g} [{lo:.4g}, {hi:.4g}]", ", ".join(f"{v['return_mean']:.4g}" for _, _, v in runs),
             ", ".join(sorted({str(v["episodes"]) for _, _, v in runs})), f"{runs[0][2]['random_return']:.3g}"]) + " |")
     return "\n".join(lines) + "\n"
@@ -350,7 +376,7 @@ def report() -> None:
     replace_block(DOCS_RESULTS, variant_table(rows), VARIANT_MARKERS)
     for task in sorted({r["task"] for r in rows}):
         # Every preset's seeds of the task in one plot: one band per preset.
-        runs = [run_files(r["task"], r["preset"], r["seed"]) for r in rows if r["task"] == task]
+        runs = [row_files(r) for r in rows if r["task"] == task]
         random = next(r["random_return"] for r in rows if r["task"] == task)
         plot_runs(runs, IMAGES / plot_name(task), baselines={"random actions": random})
     print(block)
@@ -359,7 +385,10 @@ def report() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="The learning benchmark: collect sweeps, write the results.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("collect", help="rows and copies from sweep and run directories").add_argument("paths", nargs="+")
+    col = sub.add_parser("collect", help="rows and copies from sweep and run directories")
+    col.add_argument("paths", nargs="+")
+    col.add_argument("--label", help="file the runs under their preset and this label (letters, digits, _ . -): "
+                     "rows of their own, e.g. the same preset at another budget")
     ref = sub.add_parser("reference", help="JaxMARL QMIX runs (benchmarks/jaxmarl_qmix.py files) as references")
     ref.add_argument("files", nargs="+")
     ref.add_argument("--task", required=True, help="kqmix's name of the environment (a run's env_key)")
@@ -368,7 +397,7 @@ def main() -> None:
     sub.add_parser("report", help="docs/results.md, README table and plots from learning.json")
     args = parser.parse_args()
     if args.command == "collect":
-        collect(args.paths)
+        collect(args.paths, args.label)
     elif args.command == "reference":
         reference(args.files, args.task, args.config, args.commit)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import numpy as np
 
 from . import rundir, sweepdir
 from .files import atomic_path
+
+
+#: Characters per line of a legend entry (the legend sits below the panels).
+LEGEND_WIDTH = 130
 
 
 class PlotError(ValueError):
@@ -79,7 +84,10 @@ def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path
     Runs that log a greedy test win rate (SMAX) get a third panel for it. A
     group of several seeds is drawn as its mean with a band from the lowest
     to the highest seed. `baselines` (label -> return), if given, are drawn
-    as dashed horizontal lines on the return axes (e.g. random actions).
+    as dashed horizontal lines on the return axes (e.g. random actions). A
+    dotted vertical line marks the step where training moved to another
+    variant of the environment (`switch_env_at`). The legend sits below the
+    panels.
     """
     import matplotlib
 
@@ -101,17 +109,24 @@ def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path
     panels = [("return_mean", "training return (exploring)"), ("test_return_mean", "greedy test return")]
     if any(row.get("test_win_rate") is not None for runs in groups.values() for rows in runs for row in rows):
         panels.append(("test_win_rate", "greedy test win rate"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharex=True)
+    names = {key: textwrap.fill(f"{labels[key]} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", LEGEND_WIDTH)
+             for key, runs in groups.items()}
+    legend_lines = sum(name.count("\n") + 1 for name in names.values()) + len(baselines or {})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4 + 0.2 * legend_lines), sharex=True,
+                             layout="constrained")
     for key, runs in groups.items():
         n = len(runs)
+        switch_at = json.loads(key)["switch_env_at"]
         for ax, (metric, title) in zip(axes, panels):
             steps, values = aligned(runs, metric)
             if not len(steps):
                 continue
             mean = values.mean(0)
-            line, = ax.plot(steps, mean, label=f"{labels[key]} ({n} seed{'s' if n > 1 else ''})")
+            line, = ax.plot(steps, mean, label=names[key])
             if n > 1:
                 ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+            if switch_at:  # training moved to `switch_env_key` here (kqmix.config.Config)
+                ax.axvline(switch_at, color=line.get_color(), linestyle=":", linewidth=1)
             ax.set_title(title)
     for label, value in (baselines or {}).items():
         for ax in axes[:2]:
@@ -122,8 +137,8 @@ def plot_runs(run_dirs, out="curves.png", baselines: dict | None = None) -> Path
     axes[0].set_ylabel("episode return")
     if len(panels) > 2:
         axes[2].set_ylim(-0.02, 1.02)
-    axes[1].legend(loc="best", fontsize="small")
-    fig.tight_layout()
+    handles, entries = axes[1].get_legend_handles_labels()
+    fig.legend(handles, entries, loc="outside lower center", fontsize="small", frameon=False)
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise PlotError(f"--out must name a .png file. Received: {out}")

@@ -43,10 +43,12 @@ def test_plot_draws_baselines(reference_runs, tmp_path):
 
     from kqmix.plotting import plot_runs
 
-    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
-    plot_runs([reference_runs["a"]], plain)
-    plot_runs([reference_runs["a"]], marked, baselines={"random actions": 4.75})
-    assert (matplotlib.image.imread(plain) != matplotlib.image.imread(marked)).any()
+    # The same legend either way (a baseline adds an entry below the panels): only the line's height differs.
+    low, high = tmp_path / "low.png", tmp_path / "high.png"
+    plot_runs([reference_runs["a"]], low, baselines={"random actions": 4.0})
+    plot_runs([reference_runs["a"]], high, baselines={"random actions": 4.75})
+    low, high = matplotlib.image.imread(low), matplotlib.image.imread(high)
+    assert low.shape == high.shape and (low != high).any()
 
 
 def test_runs_logged_at_different_steps_are_aligned():
@@ -61,3 +63,25 @@ def test_runs_logged_at_different_steps_are_aligned():
     assert values[1] == pytest.approx([0.0, 0.0, 0.0, 4.0 * (30 - 22) / (33 - 22)], rel=1e-12)
     steps, values = aligned([a, [{"t_env": 5, "m": None}]], "m")
     assert len(steps) == 0
+
+
+def test_a_switch_of_environment_is_marked_where_it_happened(reference_runs, tmp_path):
+    import json
+    import shutil
+
+    import matplotlib.image
+
+    from kqmix import rundir
+    from kqmix.plotting import plot_runs
+
+    # The same run, once as it is and once recorded as having moved to a variant at step 300.
+    switched = tmp_path / "switched"
+    shutil.copytree(reference_runs["a"], switched)
+    config = json.loads((switched / rundir.CONFIG_FILE).read_text())
+    config.update(switch_env_key=config["env_key"] + "_variant", switch_env_at=300)
+    (switched / rundir.CONFIG_FILE).write_text(json.dumps(config))
+    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
+    plot_runs([reference_runs["a"]], plain)
+    plot_runs([switched], marked)
+    plain, marked = matplotlib.image.imread(plain), matplotlib.image.imread(marked)
+    assert plain.shape == marked.shape and (plain != marked).any()

@@ -33,9 +33,9 @@ def check_final_model_report(report, row):
     assert report["t_env"] == row["t_env"] and report["episodes"] == len(report["returns"])
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['task']}-{r['preset']}-{r['seed']}")
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r['task']}-{learning.group_name(r)}-{r['seed']}")
 def test_row_matches_its_run_files(row):
-    run = learning.run_files(row["task"], row["preset"], row["seed"])
+    run = learning.row_files(row)
     metrics = lines(run / "metrics.jsonl")
     config = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "run.json").read_text())
@@ -69,6 +69,26 @@ def test_row_matches_its_run_files(row):
         check_final_model_report(report, row)
 
 
+def test_collect_files_a_labelled_run_beside_its_preset(reference_runs, tmp_path, monkeypatch):
+    """`collect --label`: the same preset's run under a label is a row and a folder of its own, and the
+    tables tell the two apart; a label that cannot name a folder is refused."""
+    monkeypatch.setattr(learning, "RESULTS", tmp_path)
+    monkeypatch.setattr(learning, "LEARNING_JSON", tmp_path / "learning.json")
+    monkeypatch.setattr(learning, "RUNS", tmp_path / "runs")
+    learning.collect([reference_runs["a"]])
+    rows = learning.collect([reference_runs["b"]], label="longer")
+    assert [(r["preset"], r.get("label"), r["seed"]) for r in rows] == [("two_step", None, 0),
+                                                                       ("two_step", "longer", 0)]
+    files = [learning.row_files(r) for r in rows]
+    assert files[0] != files[1] and files[1].parent.name == "two_step+longer"
+    assert all((f / rundir.METRICS_FILE).is_file() for f in files)
+    lines = learning.table(rows).splitlines()[2:]
+    assert len(lines) == 2 and "| `two_step` |" in lines[0] and "| `two_step` (longer) |" in lines[1]
+    with pytest.raises(SystemExit, match="Invalid label 'a/b'"):
+        learning.collect([reference_runs["c"]], label="a/b")
+    assert len(learning.read_rows()) == 2
+
+
 @pytest.mark.parametrize("row", REFERENCES, ids=lambda r: f"{r['implementation']}-{r['config']}-{r['seed']}")
 def test_reference_row_matches_its_file(row):
     result = json.loads(learning.reference_files(row["implementation"], row["config"], row["seed"]).read_text())
@@ -83,7 +103,7 @@ def test_reference_row_matches_its_file(row):
 
 def test_every_copied_run_has_a_row():
     copied = {p for p in learning.RUNS.glob("*/*/*") if p.is_dir()}
-    assert copied == {learning.run_files(r["task"], r["preset"], r["seed"]) for r in ROWS}
+    assert copied == {learning.row_files(r) for r in ROWS}
 
 
 def test_random_return_is_the_evaluation_baseline():
@@ -91,7 +111,7 @@ def test_random_return_is_the_evaluation_baseline():
     for other in ROWS:
         if other["task"] == row["task"]:
             assert other["random_return"] == row["random_return"]
-    config = json.loads((learning.run_files(row["task"], row["preset"], row["seed"]) / "config.json").read_text())
+    config = json.loads((learning.row_files(row) / "config.json").read_text())
     final_env_key = Config.from_dict(config).final_env_key
     assert row["random_return"] == pytest.approx(random_returns(config["env"], final_env_key).mean(), rel=1e-12)
 
