@@ -18,7 +18,8 @@
 A run directory (not a sweep) is collected the same way, under the preset its
 `run.json` names. `--label` files the runs under their preset and a label
 (`group_name`: `<preset>+<label>`), so that the same preset at another
-budget or with other settings makes rows of its own beside the preset's. A run that `kqmix evaluate` scored (its `evaluation.json`)
+budget or with other settings makes rows of its own beside the preset's.
+A run that `kqmix evaluate` scored (its `evaluation.json`)
 adds `evaluation_return`, the mean over those greedy episodes, and the file is
 copied too. So does each report of `kqmix evaluate RUN --env-key KEY` (the
 final model on another variant of its environment, such as a longer episode):
@@ -58,8 +59,8 @@ own 500 steps):
     python benchmarks/learning.py collect rware/0 rware/1 rware/2
 
 (the labelled RWARE rows, `5M` and `switch-1.2M`, are one run each; docs/results.md, "How to
-reproduce", gives their commands), and, for the side by side with JaxMARL's QMIX on MPE (runs and JSON files from
-`benchmarks/jaxmarl_side_by_side.sh OUT`):
+reproduce", gives their commands), and, for the side by side with JaxMARL's QMIX on MPE (runs and
+JSON files from `benchmarks/jaxmarl_side_by_side.sh OUT`):
 
     python benchmarks/learning.py collect OUT/kqmix/0 OUT/kqmix/1 OUT/kqmix/2
     python benchmarks/learning.py reference OUT/jaxmarl/*.json --task mpe:simple_spread_v3:max_steps=26 \
@@ -104,10 +105,14 @@ def task_of(config) -> str:
     return config.final_env_key or config.env
 
 
+#: The characters a folder name of the results may hold.
+FOLDER_CHARS = "A-Za-z0-9_.-"
+
+
 def task_dir(task: str) -> str:
     """A task's folder name: its name with every character but letters, digits, `_`, `.`, `-` as `_`
     (an env key such as `mpe:simple_spread_v3:max_steps=26` is no folder name on every system)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", task)
+    return re.sub(f"[^{FOLDER_CHARS}]", "_", task)
 
 
 def run_files(task: str, group: str, seed: int) -> Path:
@@ -115,7 +120,7 @@ def run_files(task: str, group: str, seed: int) -> Path:
     return RUNS / task_dir(task) / group / str(seed)
 
 
-LABEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+LABEL = re.compile(f"^[{FOLDER_CHARS}]+$")
 
 
 def group_name(row: dict) -> str:
