@@ -170,6 +170,13 @@ def test_training_moves_to_the_variant_at_the_switch(switched_run):
     assert state["loop"]["switched"] is True
 
 
+def test_subprocess_workers_move_to_the_variant_as_in_process_environments_do(switched_run, tmp_path, kqmix):
+    # The worker process is replaced by one stepping the variant: the same episodes, so the same metrics.
+    out = kqmix("train", *SWITCHING, "--set", "env_workers=1", "--run-dir", tmp_path / "workers")
+    assert out.returncode == 0, out.stderr
+    assert metrics(tmp_path / "workers") == metrics(switched_run)
+
+
 def test_kill_9_then_resume_continues_exactly_across_the_switch(switched_run, tmp_path, kqmix):
     run_dir = tmp_path / "killed"
     kill_9_after_first_checkpoint(SWITCHING, run_dir, window=8.0)
