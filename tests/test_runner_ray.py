@@ -49,3 +49,25 @@ def test_ray_actor_rollouts_equal_local_rollouts(local_ray):
         assert local.rng.bit_generator.state == remote.rng.bit_generator.state
     finally:
         remote.close()
+
+
+def test_ray_actors_step_the_variant_they_are_given(local_ray):
+    # What training does at a switch of environment: new actors on `switch_env_key`, here RWARE's
+    # 30-step variant of a run on 20-step episodes.
+    variant = "rware-tiny-2ag-v2:max_steps=30"
+    config = make_config("rware_tiny", {"env_key": "rware-tiny-2ag-v2:max_steps=20", "switch_env_key": variant,
+                                        "switch_env_at": 100, "batch_size_run": 2, "rollout_backend": "ray",
+                                        "ray_actors": 2, "rnn_hidden_dim": 16, "seed": 3})
+    envs = make_envs(config, config.batch_size_run, variant)
+    learner = QLearner(envs[0].info, config)
+    policy = NumpyAgentPolicy(learner.agent)
+    local = Runner(envs, policy, seed=config.seed)
+    remote = RayRunner(config, policy, envs[0].info, seed=config.seed, env_key=variant)
+    try:
+        for k, epsilon in enumerate((1.0, 0.5)):
+            seeds = episode_seeds(config.seed, TRAIN_STREAM, k, config.batch_size_run)
+            local_run, remote_run = local.run(epsilon=epsilon, seeds=seeds), remote.run(epsilon=epsilon, seeds=seeds)
+            assert_same(local_run, remote_run)
+            assert remote_run[1].lengths.tolist() == [30, 30]
+    finally:
+        remote.close()
