@@ -130,7 +130,7 @@ def _cmd_sweep(args) -> int:
     from .cluster import ClusterError, connect, require_ray
     from .config import Config, ConfigError
     from .sweepdir import SweepError, expand, is_sweep, parse_grid, parse_seeds, read_manifest, write_manifest
-    from .training import make_envs
+    from .training import final_env, make_envs
 
     require_ray(args.address)  # a missing extra is named before anything else happens
     try:
@@ -147,8 +147,10 @@ def _cmd_sweep(args) -> int:
             overrides = list(args.overrides) + (["deterministic=true"] if args.deterministic else [])
             trials = expand(sweep_dir, args.preset or [_default_preset()], overrides, parse_grid(args.grid),
                             parse_seeds(args.seeds))
-            for env in {(t["config"]["env"], t["config"]["env_key"]): t for t in trials}.values():
-                make_envs(Config.from_dict(env["config"]), 1)  # a bad environment stops here
+            envs = {(t["config"]["env"], t["config"]["env_key"], t["config"]["switch_env_key"]): t for t in trials}
+            for trial in envs.values():  # a bad environment, or a switch to one of other sizes, stops here
+                config = Config.from_dict(trial["config"])
+                final_env(config, make_envs(config, 1)[0])
             manifest = {"presets": args.preset or [_default_preset()], "grid": args.grid, "set": overrides,
                         "seeds": args.seeds, "threshold": args.threshold, "trials": trials}
         if args.max_failures < 0:

@@ -69,6 +69,8 @@ def bad_inputs(run_dir, empty, damaged):
         (["sweep", "--preset", "two_step", "--grid", "seed=1,2"], "--seeds"),
         (["sweep", "--preset", "two_step", "--seeds", "0,0"], "--seeds must list distinct integers"),
         (["sweep", "--preset", "two_stepp"], "Did you mean 'two_step'"),
+        (["sweep", "--preset", "rware_tiny", "--set", "switch_env_key=rware-tiny-4ag-v2", "--set", "switch_env_at=100"],
+         "Invalid value for `switch_env_key`: 'rware-tiny-4ag-v2'"),
         (["sweep", "--resume", empty], "is not a kqmix sweep directory"),
         (["sweep", "--preset", "two_step", "--address", "127.0.0.1:9"], "'127.0.0.1:9'"),
     ]
