@@ -39,6 +39,11 @@ def checkpoint_name(t_env: int) -> str:
     return f"{PREFIX}{t_env:012d}"
 
 
+def checkpoint_t_env(path: Path) -> int:
+    """The env step of a checkpoint directory, from its name (`checkpoint_name`)."""
+    return int(Path(path).name[len(PREFIX):])
+
+
 def write_checkpoint(root: Path, t_env: int, arrays: dict[str, dict[str, np.ndarray]], state: dict) -> Path:
     """Writes `root/ckpt-<t_env>/` atomically; `arrays` maps file stem -> named arrays."""
     final = root / checkpoint_name(t_env)

@@ -25,12 +25,13 @@ def test_same_seed_same_metrics_different_seed_differs(reference_runs):
     assert a != c
 
 
-def kill_9_after_first_checkpoint(args, run_dir: Path, window: float = 0.5) -> None:
-    """Starts `kqmix train ARGS` and kills it with SIGKILL at a random moment after its first checkpoint."""
+def kill_9_after_first_checkpoint(args, run_dir: Path, window: float = 0.5, at_step: int = 0) -> None:
+    """Starts `kqmix train ARGS` and kills it with SIGKILL at a random moment (up to `window` seconds) after
+    its first checkpoint, or after its first checkpoint at or past env step `at_step`."""
     proc = subprocess.Popen([sys.executable, "-m", "kqmix", "train", *args, "--run-dir", str(run_dir)],
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while not ckpt.list_checkpoints(run_dir / "checkpoints"):
+    while not [p for p in ckpt.list_checkpoints(run_dir / "checkpoints") if ckpt.checkpoint_t_env(p) >= at_step]:
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.time() < deadline
         time.sleep(0.05)
@@ -179,7 +180,11 @@ def test_subprocess_workers_move_to_the_variant_as_in_process_environments_do(sw
 
 def test_kill_9_then_resume_continues_exactly_across_the_switch(switched_run, tmp_path, kqmix):
     run_dir = tmp_path / "killed"
-    kill_9_after_first_checkpoint(SWITCHING, run_dir, window=8.0)
+    # Killed just after the checkpoint at 200, 400 or 600 (the switch is at 400): the resumed run crosses the
+    # switch or starts from a checkpoint of the variant. From its checkpoint at 600 an idle 2-core machine
+    # takes about 1.7 s to finish, several times the 0.3 s before the kill.
+    at_step = int(np.random.default_rng().choice([200, 400, 600]))
+    kill_9_after_first_checkpoint(SWITCHING, run_dir, window=0.3, at_step=at_step)
     assert resume_and_read_metrics(run_dir, kqmix) == metrics(switched_run)
 
 
