@@ -82,8 +82,8 @@ def test_collect_files_a_labelled_run_beside_its_preset(reference_runs, tmp_path
     files = [learning.row_files(r) for r in rows]
     assert files[0] != files[1] and files[1].parent.name == "two_step+longer"
     assert all((f / rundir.METRICS_FILE).is_file() for f in files)
-    lines = learning.table(rows).splitlines()[2:]
-    assert len(lines) == 2 and "| `two_step` |" in lines[0] and "| `two_step` (longer) |" in lines[1]
+    table_rows = learning.table(rows).splitlines()[2:]
+    assert len(table_rows) == 2 and "| `two_step` |" in table_rows[0] and "| `two_step` (longer) |" in table_rows[1]
     with pytest.raises(SystemExit, match="Invalid label 'a/b'"):
         learning.collect([reference_runs["c"]], label="a/b")
     assert len(learning.read_rows()) == 2
