@@ -37,9 +37,8 @@ from kqmix.files import sha256_file, staging_dir
 
 
 def default_name(config) -> str:
-    """Model name from the run's environment, e.g. `two_step` or `matrix-climbing-25`."""
-    raw = config.env + (f"-{config.env_key}" if config.env_key else "")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or "model"
+    """Model name from the environment the run ends on, e.g. `two_step` or `matrix-climbing-25`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", config.final_env_name).strip("-.") or "model"
 
 
 def existing_versions(model_dir) -> list[int]:

@@ -220,6 +220,11 @@ class Config:
         """The key of the environment the run ends on: the one its final model is for."""
         return self.switch_env_key or self.env_key
 
+    @property
+    def final_env_name(self) -> str:
+        """`env`, or `env-<final_env_key>`: the environment a run is named for (its directory, its export)."""
+        return self.env + (f"-{self.final_env_key}" if self.final_env_key else "")
+
     def env_key_at(self, switched: bool) -> str:
         """The key of the training environment before or after the switch to `switch_env_key`."""
         return self.final_env_key if switched else self.env_key

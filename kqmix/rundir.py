@@ -83,8 +83,7 @@ class RunError(ValueError):
 def new_run_path(config: Config, preset: str) -> Path:
     """A fresh `runs_dir/<env>__<preset>__<seed>__<time>` path (not created yet)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    env = config.env + (f"-{config.env_key}" if config.env_key else "")
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in env)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in config.final_env_name)
     base = Path(config.runs_dir) / f"{safe}__{preset}__{config.seed}__{stamp}"
     path, i = base, 1
     while path.exists():

@@ -69,6 +69,18 @@ def test_a_switch_of_environment_needs_its_step_and_another_key():
     assert make_config("two_step").final_env_key == ""
 
 
+def test_a_switched_run_is_named_for_the_environment_it_ends_on(tmp_path):
+    from export.exporter import default_name
+    from kqmix.rundir import new_run_path
+
+    config = make_config("matrix_climbing", ["env_key=climbing", "switch_env_key=penalty", "switch_env_at=100",
+                                             f"runs_dir={tmp_path}"])
+    assert config.final_env_name == "matrix-penalty"
+    assert new_run_path(config, "matrix_climbing").name.startswith("matrix-penalty__matrix_climbing__0__")
+    assert default_name(config) == "matrix-penalty"
+    assert default_name(make_config("two_step")) == "two_step"
+
+
 def test_wrong_python_type_is_refused():
     with pytest.raises(ConfigError, match="`batch_size`"):
         Config(batch_size="32")
