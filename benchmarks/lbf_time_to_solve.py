@@ -134,7 +134,7 @@ def epymarl_solved(bench: Path, side: Side) -> float | None:
 def one_seed(out: Path, bench: Path, seed: int, overrides: list[str], max_minutes: float,
              stop_at_ratio: float | None) -> dict:
     run_dir = out / f"kqmix_{seed}"
-    revision = source_revision.__wrapped__()  # this seed's, not the one cached at the first call
+    revision = source_revision()  # this seed's: the checkout may have moved since the previous seed
     start = time.monotonic()
     sides = {"kqmix": kqmix_side(run_dir, seed, out / f"kqmix_{seed}.log"),
              "epymarl": epymarl_side(bench, seed, overrides, out / f"epymarl_{seed}.log")}

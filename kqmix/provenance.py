@@ -9,7 +9,6 @@ release it was.
 
 from __future__ import annotations
 
-import functools
 import subprocess
 from pathlib import Path
 
@@ -25,10 +24,10 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-@functools.lru_cache(maxsize=1)
 def source_revision() -> str | None:
     """`<commit>` of the checkout whose top level holds the imported `kqmix` package,
-    `<commit>-dirty` when its tracked files have uncommitted changes, None outside such a checkout."""
+    `<commit>-dirty` when its tracked files have uncommitted changes, None outside such a checkout.
+    Read afresh at each call (once per sitting): a long-lived process may train again after a commit."""
     root = Path(__file__).resolve().parent.parent
     top = _git(root, "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() != root:

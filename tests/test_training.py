@@ -14,6 +14,7 @@ import kqmix
 
 from conftest import CLI_ENV as ENV, SMALL_RUN as SMALL, metrics_without_timing as metrics, run_cli
 from kqmix import checkpoint as ckpt
+from kqmix import provenance
 from kqmix.provenance import DIRTY_SUFFIX, source_revision
 from kqmix.training import LoopState
 
@@ -102,6 +103,18 @@ def test_run_records_the_source_revision(reference_runs):
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode == 0 and (root / ".git").exists():  # a checkout, as in CI: the commit, marked if dirty
         assert revision in (head.stdout.strip(), head.stdout.strip() + DIRTY_SUFFIX)
+
+
+def test_the_source_revision_is_read_at_each_sitting_not_once_per_process(monkeypatch):
+    """A long-lived process (a notebook, a sweep driver) that trains again after a commit records the new one."""
+    root = str(Path(kqmix.__file__).resolve().parent.parent)
+    answers = {("rev-parse", "--show-toplevel"): root, ("status", "--porcelain", "--untracked-files=no"): ""}
+    monkeypatch.setattr(provenance, "_git", lambda _root, *args: answers.get(args, answers.get("head")))
+    answers["head"] = "a" * 40
+    assert provenance.source_revision() == "a" * 40
+    answers["head"] = "b" * 40
+    answers[("status", "--porcelain", "--untracked-files=no")] = " M kqmix/config.py"
+    assert provenance.source_revision() == "b" * 40 + DIRTY_SUFFIX
 
 
 def test_ctrl_c_points_to_the_resume_command(tmp_path):
