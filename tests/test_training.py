@@ -191,6 +191,14 @@ def test_subprocess_workers_move_to_the_variant_as_in_process_environments_do(sw
     assert metrics(tmp_path / "workers") == metrics(switched_run)
 
 
+def test_ray_actors_move_to_the_variant_as_in_process_environments_do(switched_run, tmp_path, kqmix):
+    # The trainer closes its actors at the switch and starts new ones on the variant (a real local Ray).
+    out = kqmix("train", *SWITCHING, "--set", "rollout_backend=ray", "--set", "ray_actors=1",
+                "--run-dir", tmp_path / "ray")
+    assert out.returncode == 0, out.stderr
+    assert metrics(tmp_path / "ray") == metrics(switched_run)
+
+
 def test_kill_9_then_resume_continues_exactly_across_the_switch(switched_run, tmp_path, kqmix):
     run_dir = tmp_path / "killed"
     # Killed just after the checkpoint at 200, 400 or 600 (the switch is at 400): the resumed run crosses the
