@@ -107,13 +107,12 @@ def test_run_records_the_source_revision(reference_runs):
 
 def test_the_source_revision_is_read_at_each_sitting_not_once_per_process(monkeypatch):
     """A long-lived process (a notebook, a sweep driver) that trains again after a commit records the new one."""
-    root = str(Path(kqmix.__file__).resolve().parent.parent)
-    answers = {("rev-parse", "--show-toplevel"): root, ("status", "--porcelain", "--untracked-files=no"): ""}
-    monkeypatch.setattr(provenance, "_git", lambda _root, *args: answers.get(args, answers.get("head")))
-    answers["head"] = "a" * 40
+    status = ("status", "--porcelain", "--untracked-files=no")
+    git = {("rev-parse", "--show-toplevel"): str(Path(kqmix.__file__).resolve().parent.parent),
+           ("rev-parse", "HEAD"): "a" * 40, status: ""}
+    monkeypatch.setattr(provenance, "_git", lambda _root, *args: git[args])
     assert provenance.source_revision() == "a" * 40
-    answers["head"] = "b" * 40
-    answers[("status", "--porcelain", "--untracked-files=no")] = " M kqmix/config.py"
+    git.update({("rev-parse", "HEAD"): "b" * 40, status: " M kqmix/config.py"})
     assert provenance.source_revision() == "b" * 40 + DIRTY_SUFFIX
 
 
