@@ -58,8 +58,8 @@ own 500 steps):
         kqmix evaluate rware/$s --env-key rware-tiny-2ag-v2:max_steps=500 --episodes 100; done
     python benchmarks/learning.py collect rware/0 rware/1 rware/2
 
-(the labelled RWARE rows, `5M` and `switch-1.2M`, are one run each; docs/results.md, "How to
-reproduce", gives their commands), and, for the side by side with JaxMARL's QMIX on MPE (runs and
+(the labelled RWARE rows, `5M` with three seeds and `switch-1.2M` with one; docs/results.md, "How
+to reproduce", gives their commands), and, for the side by side with JaxMARL's QMIX on MPE (runs and
 JSON files from `benchmarks/jaxmarl_side_by_side.sh OUT`):
 
     python benchmarks/learning.py collect OUT/kqmix/0 OUT/kqmix/1 OUT/kqmix/2
