@@ -115,11 +115,6 @@ def task_dir(task: str) -> str:
     return re.sub(f"[^{FOLDER_CHARS}]", "_", task)
 
 
-def run_files(task: str, group: str, seed: int) -> Path:
-    """Where the files of one run of the benchmark are kept (`group`: the row's `group_name`)."""
-    return RUNS / task_dir(task) / group / str(seed)
-
-
 LABEL = re.compile(f"^[{FOLDER_CHARS}]+$")
 
 
@@ -130,8 +125,8 @@ def group_name(row: dict) -> str:
 
 
 def row_files(row: dict) -> Path:
-    """Where the files of a row's run are kept."""
-    return run_files(row["task"], group_name(row), row["seed"])
+    """Where the files of a row's run are kept: `RUNS/<task_dir>/<group_name>/<seed>`."""
+    return RUNS / task_dir(row["task"]) / group_name(row) / str(row["seed"])
 
 
 def run_row(run_dir: Path, preset: str, random_return_of) -> dict:
